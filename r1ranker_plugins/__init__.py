@@ -1,0 +1,37 @@
+"""Reasoning LLM rerankers (IRanker, DRanker, Rank-R1 setwise) for IR, RAG, recommendation and routing.
+
+    from r1ranker_plugins import IRanker
+    ranker = IRanker(model="Qwen/Qwen2.5-3B-Instruct", backend="vllm", task="passage")
+    ranking = ranker.rank("what is a corporation?", ["passage one ...", "passage two ..."])
+    ranking.order, ranking.scores
+
+Importing the package loads no model library; engines import theirs on first use.
+"""
+
+from .dranker import DRanker
+from .engines import Engine, EngineError, get_engine
+from .iranker import IRanker
+from .ranker import Ranker
+from .setwise import SetwiseRanker
+from .types import Candidate, Completion, Ranking, Request, TraceStep
+
+__version__ = "0.1.0"
+
+STRATEGIES = {"iranker": IRanker, "dranker": DRanker, "setwise": SetwiseRanker}
+
+__all__ = [
+    "STRATEGIES",
+    "Candidate",
+    "Completion",
+    "DRanker",
+    "Engine",
+    "EngineError",
+    "IRanker",
+    "Ranker",
+    "Ranking",
+    "Request",
+    "SetwiseRanker",
+    "TraceStep",
+    "__version__",
+    "get_engine",
+]

@@ -1,0 +1,169 @@
+"""`r1ranker` command line: rerank runs, and an offline demo."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from . import STRATEGIES
+from .engines import BACKENDS, EngineError
+from .runs import QueryRun, data_dir, read_corpus, read_rankgpt_json, read_topics, runs_from_trec, trec_lines
+from .types import Candidate
+
+
+def load_runs(args: argparse.Namespace) -> list[QueryRun]:
+    """A RankGPT/rank_llm JSON run, or a TREC run joined with `--topics` and `--corpus`."""
+    path = Path(args.input)
+    if not path.is_file():
+        raise FileNotFoundError(f"input run {path} does not exist")
+    if path.suffix == ".json":
+        runs = read_rankgpt_json(path)
+        if args.hits:
+            runs = [QueryRun(r.qid, r.query, r.candidates[: args.hits]) for r in runs]
+    else:
+        if not args.topics or not args.corpus:
+            raise ValueError("a TREC run needs --topics and --corpus to find query and document texts")
+        for name in ("topics", "corpus"):
+            if not Path(getattr(args, name)).exists():
+                raise FileNotFoundError(f"--{name} {getattr(args, name)} does not exist")
+        topics = read_topics(args.topics)
+        corpus = read_corpus(args.corpus)
+        runs = runs_from_trec(path, topics, corpus, hits=args.hits)
+    return runs[: args.limit] if args.limit else runs
+
+
+def add_ranker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strategy", required=True, choices=sorted(STRATEGIES))
+    parser.add_argument("--model", required=True, help="hub id or local path")
+    parser.add_argument("--backend", default="transformers", choices=sorted(BACKENDS))
+    parser.add_argument("--task", default="passage", choices=["passage", "recommendation", "routing"])
+    parser.add_argument("--depth", type=int, help="rerank only the first N candidates")
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--max-candidate-tokens", type=int, default=256, help="truncate each candidate")
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--batch-size", type=int, default=1024, help="requests per engine call")
+    parser.add_argument("--lora", help="setwise: LoRA adapter (hub id or path)")
+    parser.add_argument("--base-url", help="openai backend: server URL, e.g. http://localhost:8000/v1")
+    parser.add_argument("--on-engine-error", default="raise", choices=["raise", "first-stage"])
+
+
+def make_ranker(args: argparse.Namespace):
+    options: dict[str, Any] = {
+        "depth": args.depth,
+        "max_new_tokens": args.max_new_tokens,
+        "max_candidate_tokens": args.max_candidate_tokens,
+        "temperature": args.temperature,
+        "batch_size": args.batch_size,
+        "on_engine_error": args.on_engine_error,
+    }
+    if args.lora:
+        if args.strategy != "setwise":
+            raise ValueError("--lora applies to --strategy setwise")
+        options["lora"] = args.lora
+    if args.base_url:
+        options["base_url"] = args.base_url
+    return STRATEGIES[args.strategy](args.model, args.backend, args.task, **options)
+
+
+def cmd_rerank(args: argparse.Namespace) -> int:
+    runs = load_runs(args)
+    ranker = make_ranker(args)
+    tag = args.run_tag or f"r1ranker-{args.strategy}"
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", encoding="utf-8") as out, _maybe_open(args.trace) as traces:
+
+        def write(i: int, ranking) -> None:
+            out.write("\n".join(trec_lines(runs[i].qid, ranking, tag)) + "\n")
+            out.flush()
+            if traces:
+                steps = [asdict(step) for step in ranking.trace]
+                traces.write(json.dumps({"qid": runs[i].qid, "order": ranking.order, "steps": steps}) + "\n")
+
+        ranker.rank_many([r.query for r in runs], [r.candidates for r in runs], progress=True, on_result=write)
+    print(json.dumps({"queries": len(runs), "output": str(output), "engine": ranker.engine.stats()}), file=sys.stderr)
+    return 0
+
+
+def _maybe_open(path: str | None):
+    return open(path, "w", encoding="utf-8") if path else contextlib.nullcontext()
+
+
+DEMO_PASSAGES = {
+    "how do solar panels produce electricity": [
+        "Solar panels contain photovoltaic cells that turn sunlight into direct current electricity.",
+        "The stock market closed higher on Friday after a week of volatile trading.",
+        "An inverter converts the direct current from solar panels into alternating current for the home.",
+        "Bananas are rich in potassium and are a popular breakfast fruit.",
+        "Silicon semiconductors release electrons when photons strike them, creating a current.",
+    ],
+}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .testing import tiny_model
+
+    print("r1ranker demo: a TINY MODEL WITH RANDOM WEIGHTS, built locally, so the rankings below are")
+    print("not meaningful; the demo shows the whole pipeline running offline. Use --model with a real")
+    print("checkpoint (e.g. Qwen/Qwen2.5-3B-Instruct) for real rankings.\n")
+    model = tiny_model()
+    try:
+        runs = read_rankgpt_json(data_dir() / "passage" / "dl19" / "bm25_top100.json")[: args.queries]
+        source = "TREC DL19 BM25 top-100"
+    except FileNotFoundError:
+        runs = [
+            QueryRun(str(i), query, [Candidate(str(j), text) for j, text in enumerate(texts)])
+            for i, (query, texts) in enumerate(DEMO_PASSAGES.items())
+        ]
+        source = "built-in example"
+    print(f"queries: {len(runs)} from {source}; depth {args.depth}\n")
+    for name, cls in STRATEGIES.items():
+        ranker = cls(model, "transformers", depth=args.depth, max_new_tokens=args.max_new_tokens)
+        rankings = ranker.rank_many([r.query for r in runs], [r.candidates for r in runs])
+        for run, ranking in zip(runs, rankings, strict=True):
+            top = ", ".join(c.id for c in ranking.ranked[:5])
+            print(f"[{name}] q{run.qid} {run.query[:50]!r}: top-5 {top}  ({ranking.fallbacks} fallbacks)")
+    print("\nengine stats:", json.dumps(ranker.engine.stats()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="r1ranker", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rerank = sub.add_parser("rerank", help="rerank a first-stage run and write a TREC run")
+    rerank.add_argument("--input", required=True, help="RankGPT/rank_llm JSON, or a TREC run")
+    rerank.add_argument("--topics", help="with a TREC run: qid<TAB>query file or BEIR queries.jsonl")
+    rerank.add_argument("--corpus", help="with a TREC run: BEIR directory or JSONL corpus")
+    rerank.add_argument("--hits", type=int, help="read only the top N hits per query")
+    rerank.add_argument("--limit", type=int, help="only the first N queries")
+    rerank.add_argument("--output", required=True, help="TREC run to write")
+    rerank.add_argument("--trace", help="write each query's steps (prompt, completion, match) as JSONL")
+    rerank.add_argument("--run-tag", help="TREC run tag (default r1ranker-STRATEGY)")
+    add_ranker_arguments(rerank)
+    rerank.set_defaults(func=cmd_rerank)
+
+    demo = sub.add_parser("demo", help="offline end-to-end run on a tiny random-weight model")
+    demo.add_argument("--queries", type=int, default=3)
+    demo.add_argument("--depth", type=int, default=10)
+    demo.add_argument("--max-new-tokens", type=int, default=16)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, TypeError, EngineError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,181 @@
+"""The engine interface every backend implements, and the batcher that feeds it.
+
+An engine turns a list of `Request`s into `Completion`s in one batch. Rankers never call
+the model one prompt at a time: `rank_many` hands the engine every pending step of every
+query, and concurrent `arank` calls are gathered by `MicroBatcher` into shared batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..types import Completion, Request
+
+
+class EngineError(RuntimeError):
+    """The engine could not produce completions (after its own retries)."""
+
+
+class Engine:
+    """Base class: counting, async batching and tokenizer helpers shared by all backends."""
+
+    backend = "base"
+
+    def __init__(self, model: str, **options: Any) -> None:
+        self.model = model
+        self.options = options
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+        self._batcher: MicroBatcher | None = None
+        self._batcher_lock = threading.Lock()
+
+    # -- to implement ------------------------------------------------------------------
+    def _generate(self, requests: Sequence[Request]) -> list[Completion]:
+        raise NotImplementedError
+
+    @property
+    def tokenizer(self) -> Any:
+        """A Hugging Face tokenizer for the model (truncation, chat template, counting)."""
+        raise NotImplementedError
+
+    # -- public --------------------------------------------------------------------------
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Complete every request, in order, as few model batches as the backend allows."""
+        if not requests:
+            return []
+        start = time.perf_counter()
+        completions = self._generate(list(requests))
+        self._record(requests, completions, time.perf_counter() - start)
+        return completions
+
+    async def agenerate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Async path: requests from concurrent callers are gathered into shared batches."""
+        if not requests:
+            return []
+        with self._batcher_lock:
+            if self._batcher is None:
+                self._batcher = MicroBatcher(self.generate)
+        return await asyncio.wrap_future(self._batcher.submit(list(requests)))
+
+    def stats(self) -> dict[str, Any]:
+        """Counters so far: requests, batches, tokens, truncations, forced answers, seconds."""
+        with self._counts_lock:
+            counts = dict(self._counts)
+        out: dict[str, Any] = {
+            "backend": self.backend,
+            "model": self.model,
+            "requests": 0,
+            "calls": 0,
+            "batches": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "truncated": 0,
+            "forced_answers": 0,
+            "model_loads": 0,
+            "seconds": 0.0,
+        }
+        out.update(counts)
+        out.update(self.backend_stats())
+        return out
+
+    def backend_stats(self) -> dict[str, Any]:
+        """What only the backend knows (e.g. prefix-cache hits); merged into `stats()`."""
+        return {}
+
+    def count(self, **increments: float) -> None:
+        with self._counts_lock:
+            self._counts.update(increments)
+
+    def close(self) -> None:
+        """Release the model; a later call loads it again."""
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """Cut `text` to `max_tokens` tokens of the model's tokenizer (bounded work for huge texts)."""
+        text = text[: max_tokens * 16]
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) <= max_tokens:
+            return text
+        return self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _record(self, requests: Sequence[Request], completions: Sequence[Completion], seconds: float) -> None:
+        self.count(
+            requests=len(requests),
+            calls=1,
+            prompt_tokens=sum(c.prompt_tokens for c in completions),
+            completion_tokens=sum(c.completion_tokens for c in completions),
+            truncated=sum(c.finish_reason == "length" for c in completions),
+            forced_answers=sum(r.meta.get("kind") == "forced_answer" for r in requests),
+            seconds=seconds,
+        )
+
+
+class MicroBatcher:
+    """Gathers requests submitted from many threads or coroutines into shared engine calls.
+
+    A worker thread takes everything queued, waits `window` seconds for stragglers (the
+    other queries' next steps usually arrive within microseconds of each other), then runs
+    one `generate` over the lot and hands each caller its own completions.
+    """
+
+    def __init__(self, generate, window: float = 0.005) -> None:
+        self._generate = generate
+        self._window = window
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="r1ranker-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, requests: list[Request]) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((requests, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            jobs = [self._queue.get()]
+            deadline = time.monotonic() + self._window
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    jobs.append(self._queue.get(timeout=left))
+                except queue.Empty:
+                    break
+            flat = [request for requests, _ in jobs for request in requests]
+            try:
+                completions = self._generate(flat)
+            except BaseException as error:  # handed to every waiting caller, never swallowed
+                for _, future in jobs:
+                    future.set_exception(error)
+                continue
+            start = 0
+            for requests, future in jobs:
+                future.set_result(completions[start : start + len(requests)])
+                start += len(requests)
+
+
+def resolve_model_path(model: str) -> str:
+    """Fail early and clearly on a local path that does not exist.
+
+    Hub ids (`org/name`) are left to the backend, which raises `EngineError` naming the
+    model when it is neither cached nor downloadable.
+    """
+    expanded = os.path.expanduser(model)
+    if os.path.exists(expanded):
+        return expanded
+    looks_local = model.startswith(("/", "./", "../", "~")) or model.count("/") > 1
+    if looks_local or Path(model).suffix in {".bin", ".safetensors"}:
+        raise FileNotFoundError(f"model path {model!r} does not exist")
+    return model

@@ -1,0 +1,197 @@
+"""Hugging Face transformers engine: the small, dependency-light fallback.
+
+Batched `generate` with left padding; requests that share sampling settings run together,
+sorted by length so padding stays small.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from ..types import Completion, Request
+from .base import Engine, EngineError, resolve_model_path
+
+
+class TransformersEngine(Engine):
+    backend = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "auto",
+        revision: str | None = None,
+        lora: str | None = None,
+        device: str | None = None,
+        max_batch_size: int = 32,
+        max_batch_tokens: int = 65536,
+        trust_remote_code: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(resolve_model_path(model), dtype=dtype, revision=revision, lora=lora)
+        self.dtype = dtype
+        self.revision = revision
+        self.lora = lora
+        self.device = device
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.trust_remote_code = trust_remote_code
+        self.seed = seed
+        self._model = None
+        self._tokenizer = None
+        self._lock = threading.RLock()
+
+    @property
+    def tokenizer(self) -> Any:
+        with self._lock:
+            if self._tokenizer is None:
+                from transformers import AutoTokenizer
+
+                try:
+                    self._tokenizer = AutoTokenizer.from_pretrained(
+                        self.model,
+                        revision=self.revision,
+                        trust_remote_code=self.trust_remote_code,
+                    )
+                except OSError as error:
+                    raise EngineError(f"cannot load the tokenizer of {self.model!r}: {_first_line(error)}") from error
+                self._tokenizer.padding_side = "left"
+                if self._tokenizer.pad_token is None:
+                    self._tokenizer.pad_token = self._tokenizer.eos_token
+            return self._tokenizer
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                import torch
+                from transformers import AutoModelForCausalLM
+
+                try:
+                    model = AutoModelForCausalLM.from_pretrained(
+                        self.model,
+                        revision=self.revision,
+                        dtype=self.dtype if self.dtype == "auto" else getattr(torch, self.dtype),
+                        trust_remote_code=self.trust_remote_code,
+                    )
+                except OSError as error:
+                    raise EngineError(f"cannot load model {self.model!r}: {_first_line(error)}") from error
+                if self.lora:
+                    from peft import PeftModel
+
+                    model = PeftModel.from_pretrained(model, self.lora).merge_and_unload()
+                if self.device:
+                    model = model.to(self.device)
+                self._model = model.eval()
+                self.count(model_loads=1)
+            return self._model
+
+    def close(self) -> None:
+        with self._lock:
+            self._model = None
+
+    def _generate(self, requests: Sequence[Request]) -> list[Completion]:
+        model = self._load()
+        tokenizer = self.tokenizer
+        out: list[Completion | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, request in enumerate(requests):
+            key = (request.max_tokens, request.temperature, request.stop, request.ignore_eos)
+            groups[key].append(i)
+        with self._lock:
+            for (max_tokens, temperature, stop, ignore_eos), indices in groups.items():
+                encoded = {i: tokenizer.encode(requests[i].prompt, add_special_tokens=False) for i in indices}
+                for chunk in self._chunks(sorted(indices, key=lambda i: len(encoded[i])), encoded, max_tokens):
+                    prompts = [encoded[i] for i in chunk]
+                    texts = self._run(model, prompts, max_tokens, temperature, stop, ignore_eos)
+                    for i, completion in zip(chunk, texts, strict=True):
+                        out[i] = completion
+        return out  # type: ignore[return-value]
+
+    def _chunks(self, order: list[int], encoded: dict[int, list[int]], max_tokens: int):
+        chunk: list[int] = []
+        for i in order:
+            longest = max(len(encoded[i]), *(len(encoded[j]) for j in chunk)) if chunk else len(encoded[i])
+            if chunk and (
+                len(chunk) >= self.max_batch_size or (len(chunk) + 1) * (longest + max_tokens) > self.max_batch_tokens
+            ):
+                yield chunk
+                chunk = []
+            chunk.append(i)
+        if chunk:
+            yield chunk
+
+    def _run(
+        self,
+        model: Any,
+        prompts: list[list[int]],
+        max_tokens: int,
+        temperature: float,
+        stop: tuple[str, ...],
+        ignore_eos: bool,
+    ) -> list[Completion]:
+        import torch
+
+        tokenizer = self.tokenizer
+        width = max(len(p) for p in prompts)
+        pad = tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        options: dict[str, Any] = {"do_sample": temperature > 0, "max_new_tokens": max_tokens}
+        if ignore_eos:
+            options.update(min_new_tokens=max_tokens)
+        if temperature > 0:
+            torch.manual_seed(self.seed)
+            options["temperature"] = temperature
+        else:  # silence generation_config's sampling defaults under greedy decoding
+            options.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            output = model.generate(
+                input_ids=input_ids.to(model.device),
+                attention_mask=attention.to(model.device),
+                pad_token_id=pad,
+                **options,
+            )
+        self.count(batches=1)
+        # finished rows are padded: the first eos or pad token ends a completion
+        eos = set(_as_list(model.generation_config.eos_token_id)) | {tokenizer.eos_token_id, pad}
+        completions = []
+        for prompt, row in zip(prompts, output[:, width:].tolist(), strict=True):
+            ended = None if ignore_eos else next((k for k, t in enumerate(row) if t in eos), None)
+            ids = row[: ended + 1] if ended is not None else row
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            stopped = _cut_at_stop(text, stop)  # cut afterwards: stop_strings costs ~1 s per call
+            if ended is not None or stopped is not None:
+                finish = "stop"
+            else:
+                finish = "length" if len(ids) >= max_tokens else "stop"
+            completions.append(
+                Completion(
+                    text=stopped if stopped is not None else text,
+                    finish_reason=finish,
+                    prompt_tokens=len(prompt),
+                    completion_tokens=len(ids),
+                )
+            )
+        return completions
+
+
+def _as_list(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str | None:
+    """Text up to and including the first stop string (vLLM's include_stop_str_in_output)."""
+    hits = [(text.find(s), s) for s in stop if s in text]
+    if not hits:
+        return None
+    position, string = min(hits)
+    return text[: position + len(string)]
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().split("\n", 1)[0]

@@ -1,0 +1,129 @@
+"""Step-machine plumbing: rankers are generators that yield prompts and receive completions.
+
+A step machine yields a list of `Request`s, is sent the matching `Completion`s, and finally
+returns its result. Because a machine never calls the engine itself, one driver can put the
+pending steps of many machines (queries, or independent comparisons of one query) into one
+engine batch, synchronously (`run`) or asynchronously (`arun`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from .parsing import extract_answer, forced_answer_prefix
+from .types import Completion, Request
+
+T = TypeVar("T")
+StepMachine = Generator[list[Request], list[Completion], T]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The model's reply to one request, with the parsed decision (None if unusable)."""
+
+    completion: str
+    answer: str | None
+    parsed: Any
+    forced: bool
+
+
+def ask(
+    requests: Sequence[Request],
+    parse: Callable[[str], Any],
+    *,
+    answer_tokens: int = 32,
+) -> StepMachine[list[Outcome]]:
+    """Ask once; where no usable answer came back, force one with a short second generation.
+
+    The forced prompt is the original prompt, the model's own reasoning, a closed think block
+    and an open `<answer>` tag, so even a model cut off mid-thought commits to an answer.
+    """
+    completions = yield list(requests)
+    outcomes = []
+    for completion in completions:
+        answer = extract_answer(completion.text)
+        parsed = parse(answer) if answer is not None else None
+        outcomes.append(Outcome(completion.text, answer, parsed, forced=False))
+    retry = [i for i, outcome in enumerate(outcomes) if outcome.parsed is None]
+    if not retry:
+        return outcomes
+    forced_requests = [
+        replace(
+            requests[i],
+            prompt=requests[i].prompt + forced_answer_prefix(outcomes[i].completion),
+            max_tokens=answer_tokens,
+            temperature=0.0,
+            stop=("</answer>",),
+            meta={**requests[i].meta, "kind": "forced_answer", "asked": requests[i].meta.get("kind")},
+        )
+        for i in retry
+    ]
+    forced = yield forced_requests
+    for i, completion in zip(retry, forced, strict=True):
+        answer = completion.text.split("</answer>", 1)[0].strip()
+        text = forced_answer_prefix(outcomes[i].completion) + completion.text
+        outcomes[i] = Outcome(text, answer, parse(answer) if answer else None, forced=True)
+    return outcomes
+
+
+def gather(
+    machines: Sequence[StepMachine[T]],
+    on_done: Callable[[int, T], None] | None = None,
+) -> StepMachine[list[T]]:
+    """Run machines side by side: each round yields the pending requests of all of them."""
+    results: list[Any] = [None] * len(machines)
+    pending: dict[int, list[Request]] = {}
+
+    def advance(i: int, step: Callable[[], list[Request]]) -> None:
+        try:
+            requests = step()
+        except StopIteration as stop:
+            results[i] = stop.value
+            if on_done is not None:
+                on_done(i, stop.value)
+            return
+        if not requests:
+            raise RuntimeError("a step machine yielded no requests")
+        pending[i] = requests
+
+    for i, machine in enumerate(machines):
+        advance(i, machine.__next__)
+    while pending:
+        current = dict(pending)
+        pending.clear()
+        completions = yield [r for requests in current.values() for r in requests]
+        start = 0
+        for i, requests in current.items():
+            part = completions[start : start + len(requests)]
+            start += len(requests)
+            advance(i, lambda m=machines[i], p=part: m.send(p))
+    return results
+
+
+def run(
+    machine: StepMachine[T],
+    generate: Callable[[list[Request]], list[Completion]],
+    batch_size: int,
+) -> T:
+    """Drive a machine to its result; each round goes to the engine in `batch_size` chunks."""
+    try:
+        requests = next(machine)
+        while True:
+            completions: list[Completion] = []
+            for start in range(0, len(requests), batch_size):
+                completions += generate(requests[start : start + batch_size])
+            requests = machine.send(completions)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def arun(machine: StepMachine[T], agenerate) -> T:
+    """Async `run`: each round awaits the engine's async path (shared batches)."""
+    try:
+        requests = next(machine)
+        while True:
+            requests = machine.send(await agenerate(requests))
+    except StopIteration as stop:
+        return stop.value

@@ -1,0 +1,77 @@
+"""Small value types shared by rankers, engines and adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Candidate:
+    """One item to rank: a passage, a recommended item or a candidate LLM."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    score: float | None = None
+
+
+@dataclass
+class TraceStep:
+    """What happened in one model call, so a ranking can be audited afterwards."""
+
+    prompt: str
+    completion: str
+    answer: str | None
+    match: str  # exact | normalised | fuzzy | label | list | none
+    fallback: str | None = None  # why and how the step fell back, if it did
+    forced: bool = False  # the answer came from a forced short second generation
+    chosen: list[int] = field(default_factory=list)  # input positions the step decided on
+
+
+@dataclass
+class Ranking:
+    """A ranked view of the caller's candidates; `order` is always a permutation."""
+
+    candidates: list[Candidate]
+    order: list[int]
+    trace: list[TraceStep] = field(default_factory=list)
+    query: Any = None
+
+    @property
+    def ranked(self) -> list[Candidate]:
+        return [self.candidates[i] for i in self.order]
+
+    @property
+    def scores(self) -> list[float]:
+        """Strictly decreasing scores (n, n-1, ..., 1) so TREC tools keep our order."""
+        n = len(self.order)
+        return [float(n - rank) for rank in range(n)]
+
+    @property
+    def fallbacks(self) -> int:
+        return sum(step.fallback is not None for step in self.trace)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt for the engine, with what the ranker needs to interpret the answer.
+
+    `meta` carries the structured content of the prompt (kind of question, candidate
+    positions) so that a simulated judge can answer without parsing text.
+    """
+
+    prompt: str
+    max_tokens: int
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # benchmarks: every request generates exactly max_tokens
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop" | "length"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0

@@ -1,0 +1,185 @@
+"""`r1ranker rerank` and `r1ranker demo` end to end, on the shared DL19 and SciFact data."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from r1ranker_plugins.cli import main
+from r1ranker_plugins.runs import read_rankgpt_json
+
+FAST = ["--max-new-tokens", "4", "--max-candidate-tokens", "24"]
+
+
+def read_run(path):
+    run = defaultdict(list)
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        qid, _, docid, rank, score, _ = line.split()
+        run[qid].append((docid, int(rank), float(score)))
+    return run
+
+
+def check_valid_run(path, expected: dict[str, list[str]]):
+    run = read_run(path)
+    assert set(run) == set(expected)
+    for qid, rows in run.items():
+        assert sorted(d for d, _, _ in rows) == sorted(expected[qid]), qid
+        scores = [s for _, _, s in rows]
+        assert all(a > b for a, b in itertools.pairwise(scores)), qid
+        assert [r for _, r, _ in rows] == list(range(1, len(rows) + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["iranker", "dranker", "setwise"])
+def test_rerank_dl19_every_query(tiny_model_path, shared_data, tmp_path, strategy):
+    source = shared_data / "passage" / "dl19" / "bm25_top100.json"
+    out, trace = tmp_path / "run.trec", tmp_path / "trace.jsonl"
+    code = main(
+        [
+            "rerank",
+            "--input",
+            str(source),
+            "--strategy",
+            strategy,
+            "--model",
+            tiny_model_path,
+            "--depth",
+            "20",
+            "--output",
+            str(out),
+            "--trace",
+            str(trace),
+            *FAST,
+        ]
+    )
+    assert code == 0
+    expected = {r.qid: [c.id for c in r.candidates] for r in read_rankgpt_json(source)}
+    assert len(expected) == 43
+    check_valid_run(out, expected)
+    traces = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()]
+    assert len(traces) == 43 and all(t["steps"] for t in traces)
+    first = expected[traces[0]["qid"]]
+    run = read_run(out)[traces[0]["qid"]]
+    assert [d for d, _, _ in run][20:] == first[20:]  # below the depth, BM25 order is kept
+
+
+def test_rerank_trec_run_with_beir_corpus(tiny_model_path, shared_data, tmp_path):
+    scifact = shared_data / "passage" / "scifact"
+    run_path = tmp_path / "bm25.trec"
+    lines = (scifact / "bm25_top100.trec").read_text(encoding="utf-8").splitlines()
+    qids = list(dict.fromkeys(line.split()[0] for line in lines))[:2]
+    run_path.write_text("\n".join(line for line in lines if line.split()[0] in qids) + "\n")
+    out = tmp_path / "out.trec"
+    code = main(
+        [
+            "rerank",
+            "--input",
+            str(run_path),
+            "--topics",
+            str(scifact / "queries.jsonl"),
+            "--corpus",
+            str(scifact),
+            "--hits",
+            "6",
+            "--strategy",
+            "iranker",
+            "--model",
+            tiny_model_path,
+            "--output",
+            str(out),
+            *FAST,
+        ]
+    )
+    assert code == 0
+    firsts = defaultdict(list)
+    for line in lines:
+        qid, _, docid, *_ = line.split()
+        if qid in qids and len(firsts[qid]) < 6:
+            firsts[qid].append(docid)
+    check_valid_run(out, firsts)
+
+
+def test_clear_errors(tiny_model_path, tmp_path, capsys):
+    missing = main(
+        [
+            "rerank",
+            "--input",
+            str(tmp_path / "none.json"),
+            "--strategy",
+            "iranker",
+            "--model",
+            tiny_model_path,
+            "--output",
+            str(tmp_path / "o.trec"),
+        ]
+    )
+    assert missing == 2
+    assert "none.json does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.trec"
+    bad.write_text("1 Q0 d1 1 3.0 bm25\n1 Q0 d2 2 bm25\n")
+    (tmp_path / "topics.tsv").write_text("1\tq\n")
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "text": "x"}\n')
+    code = main(
+        [
+            "rerank",
+            "--input",
+            str(bad),
+            "--topics",
+            str(tmp_path / "topics.tsv"),
+            "--corpus",
+            str(tmp_path / "corpus.jsonl"),
+            "--strategy",
+            "iranker",
+            "--model",
+            tiny_model_path,
+            "--output",
+            str(tmp_path / "o.trec"),
+        ]
+    )
+    assert code == 2
+    assert f"{bad}:2: expected 6 fields" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["rerank", "--input", str(bad), "--strategy", "listwise", "--model", "m", "--output", "o"])
+
+
+def test_unreachable_hub_model_is_named(tmp_path, shared_data):
+    source = shared_data / "passage" / "dl19" / "bm25_top100.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "r1ranker_plugins.cli",
+            "rerank",
+            "--input",
+            str(source),
+            "--limit",
+            "1",
+            "--strategy",
+            "iranker",
+            "--model",
+            "r1ranker-test/no-such-model",
+            "--output",
+            str(tmp_path / "o.trec"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot load") and "r1ranker-test/no-such-model" in last
+
+
+def test_demo_runs_offline_and_says_the_weights_are_random(tiny_model_path, capsys):
+    assert main(["demo", "--queries", "1", "--depth", "4", "--max-new-tokens", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "RANDOM WEIGHTS" in out and "[setwise]" in out and "engine stats" in out

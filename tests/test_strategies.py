@@ -1,0 +1,224 @@
+"""Ranking logic of every strategy, driven by scripted answers (real tokenizer and engine plumbing)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from r1ranker_plugins import Candidate, DRanker, IRanker, SetwiseRanker
+
+RELEVANCE = {f"d{i}": (i * 7919) % 101 for i in range(100)}  # distinct grades in scrambled order
+
+
+def candidates(n: int) -> list[Candidate]:
+    return [Candidate(f"d{i}", f"text of document {i}") for i in range(n)]
+
+
+def ideal(n: int) -> list[int]:
+    return sorted(range(n), key=lambda i: -RELEVANCE[f"d{i}"])
+
+
+def judge(request) -> str:
+    """A perfect judge reading the prompt's structured content."""
+    meta = request.meta
+    grades = [RELEVANCE[i] for i in meta["ids"]]
+    kind = meta["asked"] if meta["kind"] == "forced_answer" else meta["kind"]
+    if kind == "least":
+        answer = meta["labels"][grades.index(min(grades))]
+    elif kind == "most":
+        answer = meta["labels"][grades.index(max(grades))]
+    else:
+        answer = "\n".join(meta["labels"][i] for i in sorted(range(len(grades)), key=lambda i: -grades[i]))
+    if meta["kind"] == "forced_answer":
+        return f"{answer}</answer>"
+    return f" thinking about it\n</think>\n<answer>{answer}</answer>"
+
+
+def rambler(request) -> str:
+    """Never writes an answer block; forced answers are valid."""
+    if request.meta["kind"] == "forced_answer":
+        return judge(request)
+    return " the reasoning goes on and on and runs out of tokens"
+
+
+def garbage(request) -> str:
+    return "<answer>¯\\_(ツ)_/¯</answer>" if request.meta["kind"] != "forced_answer" else "???</answer>"
+
+
+def test_iranker_perfect_judge_gives_the_ideal_order(scripted):
+    engine = scripted(judge)
+    ranking = IRanker(engine=engine).rank("q", candidates(12))
+    assert ranking.order == ideal(12)
+    assert len(ranking.trace) == 11
+    assert all(step.match == "exact" and step.fallback is None for step in ranking.trace)
+    assert ranking.scores == sorted(ranking.scores, reverse=True) and len(set(ranking.scores)) == 12
+    assert [c.id for c in ranking.ranked] == [f"d{i}" for i in ideal(12)]
+
+
+def test_iranker_survivor_then_eliminations_reversed(scripted):
+    answers = iter(["passage 0", "passage 1", "passage 0"])  # eliminate d0, then d2, then d1
+    engine = scripted(lambda r: f"</think>\n<answer>{next(answers)}</answer>")
+    ranking = IRanker(engine=engine).rank("q", candidates(4))
+    assert ranking.order == [3, 1, 2, 0]
+
+
+def test_iranker_forces_an_answer_when_reasoning_runs_out(scripted):
+    engine = scripted(rambler)
+    ranking = IRanker(engine=engine).rank("q", candidates(6))
+    assert ranking.order == ideal(6)
+    assert all(step.forced and step.fallback is None for step in ranking.trace)
+    assert engine.stats()["forced_answers"] == 5
+    forced = [r for r in engine.seen if r.meta["kind"] == "forced_answer"]
+    assert forced[0].prompt.endswith("runs out of tokens\n</think>\n<answer>")
+
+
+def test_iranker_garbage_falls_back_visibly_and_loses_nothing(scripted):
+    ranking = IRanker(engine=scripted(garbage)).rank("q", candidates(8))
+    assert sorted(ranking.order) == list(range(8))
+    assert ranking.fallbacks == 7
+    assert ranking.order == list(range(8))  # the last candidate goes first each time
+
+
+def test_depth_reranks_the_head_and_keeps_the_tail(scripted):
+    ranking = IRanker(engine=scripted(judge), depth=5).rank("q", candidates(9))
+    assert ranking.order[:5] == ideal(5)
+    assert ranking.order[5:] == [5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("task", ["recommendation", "routing"])
+def test_iranker_names_for_other_domains(scripted, task):
+    items = [Candidate(f"d{i}", f"Title number {i}", {"description": f"model {i}"}) for i in range(7)]
+    query = ["Seen one", "Seen two"] if task == "recommendation" else "route me"
+    ranker = IRanker(engine=scripted(judge), task=task, scenario="balance", item_type="item")
+    ranking = ranker.rank(query, items)
+    assert ranking.order == ideal(7)
+    if task == "routing":
+        assert "# Title number 0: model 0" in ranking.trace[0].prompt
+        assert "least BALANCED" in ranking.trace[0].prompt
+
+
+def test_dranker_perfect_partial_and_garbage(scripted):
+    assert DRanker(engine=scripted(judge)).rank("q", candidates(10)).order == ideal(10)
+    partial = DRanker(engine=scripted(lambda r: "</think><answer>passage 4\npassage 4\npassage 99\npassage 2</answer>"))
+    ranking = partial.rank("q", candidates(6))
+    assert ranking.order == [4, 2, 0, 1, 3, 5]
+    assert "4 candidates not listed" in ranking.trace[0].fallback
+    bad = DRanker(engine=scripted(garbage)).rank("q", candidates(5))
+    assert bad.order == [0, 1, 2, 3, 4] and bad.trace[0].forced and bad.trace[0].match == "none"
+
+
+@pytest.mark.parametrize(("n", "num_child", "k"), [(5, 19, 10), (20, 19, 10), (45, 3, 10), (100, 19, 10), (30, 4, 30)])
+def test_setwise_heapsort_finds_the_top_k(scripted, n, num_child, k):
+    engine = scripted(judge)
+    ranking = SetwiseRanker(engine=engine, num_child=num_child, k=k).rank("q", candidates(n))
+    top = min(k, n)
+    assert ranking.order[:top] == ideal(n)[:top]
+    assert sorted(ranking.order) == list(range(n))
+    assert sorted(ranking.order[top:]) == ranking.order[top:]  # the rest keeps first-stage order
+
+
+def test_setwise_builds_heap_levels_in_one_batch(scripted):
+    engine = scripted(judge)
+    SetwiseRanker(engine=engine).rank("q", candidates(100))
+    stats = engine.stats()
+    assert stats["calls"] < stats["requests"]  # nodes 1-5 were compared together
+    assert 15 <= stats["requests"] <= 25
+
+
+def test_setwise_unparseable_is_forced_then_recorded(scripted):
+    ranking = SetwiseRanker(engine=scripted(garbage), k=3).rank("q", candidates(6))
+    assert sorted(ranking.order) == list(range(6))
+    assert all(step.forced and "kept the parent" in step.fallback for step in ranking.trace)
+
+
+def test_setwise_prompt_uses_the_chat_template(scripted):
+    engine = scripted(judge)
+    SetwiseRanker(engine=engine).rank("why?", candidates(3))
+    prompt = engine.seen[0].prompt
+    assert prompt.startswith("<|im_start|>system\nA conversation between User and Assistant.")
+    question = 'Given the query: "why?", which of the following documents is most relevant?\n'
+    assert question + "[1] text of document 0\n" in prompt
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("cls", [IRanker, DRanker, SetwiseRanker])
+def test_rank_many_batches_queries_together(scripted, cls):
+    engine = scripted(judge)
+    lists = [candidates(n) for n in (8, 5, 8, 3)]
+    rankings = cls(engine=engine).rank_many(["a", "b", "c", "d"], lists)
+    for ranking, items in zip(rankings, lists, strict=True):
+        assert ranking.order[: min(10, len(items))] == ideal(len(items))[: min(10, len(items))]
+    alone = scripted(judge)
+    cls(engine=alone).rank("a", lists[0])
+    assert engine.stats()["calls"] <= alone.stats()["calls"] + 1  # not the sum over queries
+
+
+@pytest.mark.parametrize("cls", [IRanker, DRanker, SetwiseRanker])
+def test_concurrent_arank_shares_batches_and_matches_rank(scripted, cls):
+    engine = scripted(judge)
+    ranker = cls(engine=engine)
+    lists = [random.Random(s).sample(candidates(9), 9) for s in range(6)]
+
+    async def main():
+        return await asyncio.gather(*(ranker.arank(f"q{s}", items) for s, items in enumerate(lists)))
+
+    results = asyncio.run(main())
+    for items, result in zip(lists, results, strict=True):
+        assert result.order == ranker.rank("q", items).order
+    assert max(engine.batch_sizes) >= 6  # concurrent queries' steps went out together
+
+
+def test_on_result_streams_each_query(scripted):
+    seen = []
+    ranker = IRanker(engine=scripted(judge))
+    ranker.rank_many(["a", "b"], [candidates(3), candidates(1)], on_result=lambda i, r: seen.append(i))
+    assert sorted(seen) == [0, 1]
+
+
+@pytest.mark.parametrize("cls", [IRanker, DRanker, SetwiseRanker])
+def test_trivial_inputs_need_no_model(scripted, cls):
+    engine = scripted(judge)
+    ranker = cls(engine=engine)
+    assert ranker.rank("q", []).order == []
+    assert ranker.rank("q", ["only one"]).order == [0]
+    assert engine.stats()["requests"] == 0
+
+
+def test_duplicates_are_kept(scripted):
+    items = [Candidate("x", "same"), Candidate("x", "same"), Candidate("y", "other")]
+    ranking = IRanker(engine=scripted(garbage)).rank("q", items)
+    assert sorted(ranking.order) == [0, 1, 2]
+
+
+def test_bad_inputs_have_clear_errors(scripted):
+    engine = scripted(judge)
+    with pytest.raises(TypeError, match=r"candidate 1 .* NoneType"):
+        IRanker(engine=engine).rank("q", ["a", None])
+    with pytest.raises(TypeError, match="candidate 0 \\('a'\\) has text of type int"):
+        IRanker(engine=engine).rank("q", [Candidate("a", 3)])
+    with pytest.raises(ValueError, match="query is empty"):
+        IRanker(engine=engine).rank("  ", ["a", "b"])
+    with pytest.raises(TypeError, match="history"):
+        IRanker(engine=engine, task="recommendation").rank("not a list", ["a", "b"])
+    with pytest.raises(ValueError, match="does not support task 'music'"):
+        IRanker(engine=engine, task="music")
+    with pytest.raises(ValueError, match="does not support task 'routing'"):
+        SetwiseRanker(engine=engine, task="routing")
+    with pytest.raises(ValueError, match="depth must be >= 1"):
+        IRanker(engine=engine, depth=0)
+    with pytest.raises(ValueError, match="num_child must be >= 1"):
+        SetwiseRanker(engine=engine, num_child=0)
+    with pytest.raises(ValueError, match="unknown scenario 'cheap'"):
+        IRanker(engine=engine, scenario="cheap")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        IRanker(model="./no/such/model")
+    with pytest.raises(ValueError, match="unknown backend 'tgi'"):
+        IRanker(model="Qwen/Qwen2.5-3B-Instruct", backend="tgi")
+
+
+def test_long_candidates_are_truncated_to_the_token_budget(scripted):
+    engine = scripted(garbage)
+    IRanker(engine=engine, max_candidate_tokens=20).rank("q", ["word " * 50000, "short"])
+    assert len(engine.seen[0].prompt) < 2000

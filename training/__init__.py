@@ -1,0 +1,1 @@
+"""Training data, rewards and TRL trainers for IRanker, DRanker and setwise rankers."""
