@@ -29,11 +29,8 @@ def test_editable_install_maps_integrations_and_training():
 
 
 def test_wheel_contains_the_subpackages(tmp_path):
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
-        check=True,
-        capture_output=True,
-    )
+    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q"]
+    subprocess.run([*build, "-w", str(tmp_path)], check=True, capture_output=True)
     [wheel] = tmp_path.glob("r1ranker_plugins-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("__init__.py", "engines/hf.py", "integrations/__init__.py", "training/__init__.py", "cli.py"):
