@@ -17,7 +17,15 @@ from .types import Candidate, Completion, Ranking, Request, TraceStep
 
 __version__ = "0.1.0"
 
-STRATEGIES = {"iranker": IRanker, "dranker": DRanker, "setwise": SetwiseRanker}
+STRATEGIES: dict[str, type[Ranker]] = {"iranker": IRanker, "dranker": DRanker, "setwise": SetwiseRanker}
+
+
+def make_ranker(strategy: str, model: str | None = None, backend: str = "transformers", **options) -> Ranker:
+    """Build a ranker by strategy name; the single entry point adapters and CLIs use."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {sorted(STRATEGIES)}")
+    return STRATEGIES[strategy](model, backend, **options)
+
 
 __all__ = [
     "STRATEGIES",
@@ -34,4 +42,5 @@ __all__ = [
     "TraceStep",
     "__version__",
     "get_engine",
+    "make_ranker",
 ]

@@ -10,8 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import STRATEGIES
+from . import STRATEGIES, make_ranker
 from .engines import BACKENDS, EngineError
+from .evaluation import add_eval_commands
 from .runs import QueryRun, data_dir, read_corpus, read_rankgpt_json, read_topics, runs_from_trec, trec_lines
 from .types import Candidate
 
@@ -52,7 +53,7 @@ def add_ranker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-engine-error", default="raise", choices=["raise", "first-stage"])
 
 
-def make_ranker(args: argparse.Namespace):
+def ranker_from_args(args: argparse.Namespace):
     options: dict[str, Any] = {
         "depth": args.depth,
         "max_new_tokens": args.max_new_tokens,
@@ -67,12 +68,12 @@ def make_ranker(args: argparse.Namespace):
         options["lora"] = args.lora
     if args.base_url:
         options["base_url"] = args.base_url
-    return STRATEGIES[args.strategy](args.model, args.backend, args.task, **options)
+    return make_ranker(args.strategy, args.model, args.backend, task=args.task, **options)
 
 
 def cmd_rerank(args: argparse.Namespace) -> int:
     runs = load_runs(args)
-    ranker = make_ranker(args)
+    ranker = ranker_from_args(args)
     tag = args.run_tag or f"r1ranker-{args.strategy}"
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--depth", type=int, default=10)
     demo.add_argument("--max-new-tokens", type=int, default=16)
     demo.set_defaults(func=cmd_demo)
+    add_eval_commands(sub)
     return parser
 
 
