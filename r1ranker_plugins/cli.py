@@ -13,7 +13,16 @@ from typing import Any
 from . import STRATEGIES, make_ranker
 from .engines import BACKENDS, EngineError
 from .evaluation import add_eval_commands
-from .runs import QueryRun, data_dir, read_corpus, read_rankgpt_json, read_topics, runs_from_trec, trec_lines
+from .runs import (
+    QueryRun,
+    data_dir,
+    read_corpus,
+    read_rankgpt_json,
+    read_topics,
+    resume_run,
+    runs_from_trec,
+    trec_lines,
+)
 from .types import Candidate
 
 
@@ -73,26 +82,33 @@ def ranker_from_args(args: argparse.Namespace):
 
 def cmd_rerank(args: argparse.Namespace) -> int:
     runs = load_runs(args)
-    ranker = ranker_from_args(args)
-    tag = args.run_tag or f"r1ranker-{args.strategy}"
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "w", encoding="utf-8") as out, _maybe_open(args.trace) as traces:
+    done = resume_run(output, {r.qid: len(r.candidates) for r in runs})
+    if done:
+        print(f"resuming: {len(done)} of {len(runs)} queries already complete in {output}", file=sys.stderr)
+    todo = [r for r in runs if r.qid not in done]
+    ranker = ranker_from_args(args)
+    tag = args.run_tag or f"r1ranker-{args.strategy}"
+    with open(output, "a", encoding="utf-8") as out, _maybe_open(args.trace) as traces:
 
         def write(i: int, ranking) -> None:
-            out.write("\n".join(trec_lines(runs[i].qid, ranking, tag)) + "\n")
+            out.write("\n".join(trec_lines(todo[i].qid, ranking, tag)) + "\n")  # one write per query
             out.flush()
             if traces:
                 steps = [asdict(step) for step in ranking.trace]
-                traces.write(json.dumps({"qid": runs[i].qid, "order": ranking.order, "steps": steps}) + "\n")
+                traces.write(json.dumps({"qid": todo[i].qid, "order": ranking.order, "steps": steps}) + "\n")
+                traces.flush()
 
-        ranker.rank_many([r.query for r in runs], [r.candidates for r in runs], progress=True, on_result=write)
-    print(json.dumps({"queries": len(runs), "output": str(output), "engine": ranker.engine.stats()}), file=sys.stderr)
+        ranker.rank_many([r.query for r in todo], [r.candidates for r in todo], progress=True, on_result=write)
+    summary = {"queries": len(runs), "resumed": len(done), "output": str(output), "engine": ranker.engine.stats()}
+    print(json.dumps(summary), file=sys.stderr)
     return 0
 
 
 def _maybe_open(path: str | None):
-    return open(path, "w", encoding="utf-8") if path else contextlib.nullcontext()
+    """Trace files are appended to, like the run, so a resumed run keeps earlier traces."""
+    return open(path, "a", encoding="utf-8") if path else contextlib.nullcontext()
 
 
 DEMO_PASSAGES = {

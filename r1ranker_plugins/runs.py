@@ -145,6 +145,30 @@ def trec_lines(qid: str, ranking: Ranking, tag: str) -> list[str]:
     ]
 
 
+def resume_run(path: str | Path, expected: dict[str, int]) -> set[str]:
+    """Keep the complete queries of an interrupted output run and return their ids.
+
+    A query is complete when it has exactly its expected number of distinct docids; the file is
+    rewritten without partial queries, so appending the rest gives no duplicates or gaps.
+    """
+    path = Path(path)
+    if not path.exists():
+        return set()
+    blocks: dict[str, list[str]] = {}
+    for _, line in _raw_lines(path):
+        fields = line.split()
+        if len(fields) == 6:
+            blocks.setdefault(fields[0], []).append(line)
+    done = {
+        qid for qid, lines in blocks.items()
+        if qid in expected and len({line.split()[2] for line in lines}) == len(lines) == expected[qid]
+    }
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join("\n".join(blocks[qid]) + "\n" for qid in blocks if qid in done), encoding="utf-8")
+    partial.replace(path)
+    return done
+
+
 def write_trec_run(path: str | Path, rankings: Iterable[tuple[str, Ranking]], tag: str) -> None:
     with open(path, "w", encoding="utf-8") as out:
         for qid, ranking in rankings:

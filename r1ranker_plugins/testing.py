@@ -1,20 +1,28 @@
-"""Test helpers: a tiny, locally built, random-weight Qwen2 model.
+"""Test helpers: a tiny, locally built, random-weight Qwen2 model, and a simulated judge.
 
 The test-suite and demos need a real Hugging Face checkpoint (config, weights,
 tokenizer, chat template) that loads offline in transformers and vLLM and runs
 in milliseconds on a CPU.  :func:`tiny_model` builds one from scratch without
-touching the network.
+touching the network.  :class:`SimulatedJudge` is an engine that answers from
+relevance labels, for studying the ranking algorithms (not models).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["tiny_model"]
+from .engines.base import Engine
+from .types import Completion, Request
+
+__all__ = ["SimulatedJudge", "query_key", "tiny_model"]
 
 DEFAULT_SYSTEM_PROMPT = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
@@ -208,3 +216,112 @@ def _add_compat_keys(out: Path) -> None:
     tok_config["tokenizer_class"] = "Qwen2Tokenizer"  # not "TokenizersBackend" (v5 only)
     tok_config.setdefault("chat_template", CHAT_TEMPLATE)
     tok_file.write_text(json.dumps(tok_config, indent=2, ensure_ascii=False) + "\n")
+
+
+# --- simulated judge ------------------------------------------------------------------------------
+
+
+def query_key(query: str | Sequence[str]) -> str:
+    """The label key of a query: the text itself, or a recommendation history's items joined."""
+    return query if isinstance(query, str) else "\x1e".join(query)
+
+
+class SimulatedJudge(Engine):
+    """A SIMULATION, for algorithm studies only: an engine that answers from relevance labels.
+
+    It reads each request's `meta` (kind, ids, labels, query) instead of the prompt, looks up
+    the grades (`labels`: query key -> {candidate id: grade}; unknown ids grade 0) and answers
+    in the model's format (`<think>...</think>\n<answer>LABEL</answer>`, or `LABEL</answer>` for
+    a forced answer), so the rankers' real prompt and parsing paths run. Numbers it produces
+    measure the ranking algorithm under a judge of known quality, never a model.
+
+    Decisions: "least" names the lowest grade (ties: the last shown, so tied candidates keep
+    their first-stage order), "most" the highest (ties: the first shown), "order" sorts by
+    grade (ties keep prompt order). With probability `error_rate` a "least"/"most" decision
+    names a uniformly random other shown candidate; an "order" answer gets one left-to-right
+    pass in which each adjacent pair is swapped with probability `error_rate`. Each request's
+    RNG is seeded from (seed, query, kind, ids), so answers do not depend on batching.
+
+    Queries are matched by key; a query the ranker truncated is matched to the unique label
+    key it is a prefix of. Token counts use a real tokenizer (`tokenizer`: a tokenizer object,
+    or a path/hub id; default: the tiny model's).
+    """
+
+    backend = "simulated"
+
+    def __init__(
+        self,
+        labels: Mapping[str, Mapping[str, int]],
+        error_rate: float = 0.0,
+        seed: int = 0,
+        tokenizer: Any = None,
+    ) -> None:
+        if not 0.0 <= error_rate <= 1.0:
+            raise ValueError(f"error_rate must be in [0, 1], got {error_rate}")
+        super().__init__("simulated-judge", error_rate=error_rate, seed=seed)
+        self.labels = {key: dict(grades) for key, grades in labels.items()}
+        self.error_rate = error_rate
+        self.seed = seed
+        self._tokenizer = tokenizer
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None or isinstance(self._tokenizer, str | os.PathLike):
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self._tokenizer or tiny_model()))
+        return self._tokenizer
+
+    def _generate(self, requests: Sequence[Request]) -> list[Completion]:
+        self.count(batches=1)
+        replies = [self.reply(request) for request in requests]
+        encode = self.tokenizer
+        prompt_ids = encode([r.prompt for r in requests], add_special_tokens=False)["input_ids"]
+        reply_ids = encode(replies, add_special_tokens=False)["input_ids"]
+        return [
+            Completion(text, "stop", len(p), len(c)) for text, p, c in zip(replies, prompt_ids, reply_ids, strict=True)
+        ]
+
+    def resolve(self, query: str | Sequence[str]) -> str:
+        """The label key for a (possibly truncated) query."""
+        key = query_key(query)
+        if key in self.labels:
+            return key
+        prefix = key.rstrip("\ufffd")
+        found = [k for k in self.labels if k.startswith(prefix)]
+        if len(found) != 1:
+            what = "no labels" if not found else f"{len(found)} queries sharing this prefix"
+            raise KeyError(f"simulated judge: {what} for query {key[:60]!r} (raise max_query_tokens)")
+        return found[0]
+
+    def decide(self, meta: Mapping[str, Any]) -> list[int]:
+        """Shown positions: the chosen candidate for "least"/"most", the full order for "order"."""
+        key = self.resolve(meta["query"])
+        kind = meta["asked"] if meta["kind"] == "forced_answer" else meta["kind"]
+        grades = [self.labels[key].get(str(i), 0) for i in meta["ids"]]
+        digest = hashlib.sha256(json.dumps([self.seed, key, kind, list(meta["ids"])]).encode("utf-8")).digest()
+        rng = random.Random(int.from_bytes(digest[:8], "big"))
+        n = len(grades)
+        if kind == "order":
+            order = sorted(range(n), key=lambda i: -grades[i])
+            for i in range(n - 1):
+                if rng.random() < self.error_rate:
+                    order[i], order[i + 1] = order[i + 1], order[i]
+            return order
+        if kind == "least":
+            best = max(range(n), key=lambda i: (-grades[i], i))
+        elif kind == "most":
+            best = max(range(n), key=lambda i: (grades[i], -i))
+        else:
+            raise ValueError(f"simulated judge: unknown request kind {kind!r}")
+        if n > 1 and rng.random() < self.error_rate:
+            best = rng.choice([i for i in range(n) if i != best])
+        return [best]
+
+    def reply(self, request: Request) -> str:
+        answer = "\n".join(request.meta["labels"][i] for i in self.decide(request.meta))
+        if request.meta["kind"] == "forced_answer":
+            return f"{answer}</answer>"
+        think = "Simulated judge: decided from relevance labels.</think>"
+        opening = "" if request.prompt.rstrip().endswith("<think>") else "<think>"
+        return f"{opening}{think}\n<answer>{answer}</answer>"

@@ -183,3 +183,36 @@ def test_demo_runs_offline_and_says_the_weights_are_random(tiny_model_path, caps
     assert main(["demo", "--queries", "1", "--depth", "4", "--max-new-tokens", "4"]) == 0
     out = capsys.readouterr().out
     assert "RANDOM WEIGHTS" in out and "[setwise]" in out and "engine stats" in out
+
+
+def test_rerank_resumes_an_interrupted_run(tiny_model_path, shared_data, tmp_path, capsys):
+    source = shared_data / "passage" / "dl19" / "bm25_top100.json"
+    runs = read_rankgpt_json(source)[:4]
+    out = tmp_path / "run.trec"
+    args = ["rerank", "--input", str(source), "--limit", "4", "--strategy", "dranker", "--model", tiny_model_path,
+            "--depth", "5", "--output", str(out), *FAST]
+    assert main(args) == 0
+    complete = out.read_text().splitlines()
+    # an interruption: the last query was cut half-way through its write
+    cut = [line for line in complete if line.split()[0] != runs[3].qid]
+    cut += [line for line in complete if line.split()[0] == runs[3].qid][:37]
+    out.write_text("\n".join(cut) + "\n")
+    assert main(args) == 0
+    assert "resuming: 3 of 4 queries" in capsys.readouterr().err
+    check_valid_run(out, {r.qid: [c.id for c in r.candidates] for r in runs})
+
+
+def test_rerank_killed_with_sigterm_then_restarted(tiny_model_path, shared_data, tmp_path):
+    import signal
+    import time
+
+    source = shared_data / "passage" / "dl19" / "bm25_top100.json"
+    out = tmp_path / "run.trec"
+    command = [sys.executable, "-m", "r1ranker_plugins.cli", "rerank", "--input", str(source), "--limit", "6",
+               "--strategy", "iranker", "--model", tiny_model_path, "--depth", "10", "--output", str(out), *FAST]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(8)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    check_valid_run(out, {r.qid: [c.id for c in r.candidates] for r in read_rankgpt_json(source)[:6]})
