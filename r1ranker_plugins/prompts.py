@@ -156,6 +156,50 @@ ROUTING_RANK = {
 }
 
 
+# --- IRanker multi-elimination (our variant: name the `count` least relevant in one step) ---
+# The paper's wording with the single choice turned into `{count}` choices, one per line.
+
+_MULTI_ELIMINATE = {
+    "passage": (
+        'Select the least likely passage from the candidate list. Only return the passage ID corresponding to the '
+        'excluded passage (e.g., "passage x"). You MUST choose one passage from the candidate list.',
+        "Select the {count} least likely passages from the candidate list. Only return the passage IDs "
+        'corresponding to the excluded passages, one per line (e.g., "passage x"). You MUST choose {count} '
+        "different passages from the candidate list.",
+    ),
+    "movie": (
+        "select the one movie that is least likely to be my next watch",
+        "select the {count} movies that are least likely to be my next watch",
+    ),
+    "item": (
+        "select the one item that is least likely to be my next purchase",
+        "select the {count} items that are least likely to be my next purchase",
+    ),
+    "routing": ("Please select the one LLM that is least", "Please select the {count} LLMs that are least"),
+}
+_MULTI_CHOOSE = {
+    "movie": ("You MUST choose exactly one movie", "Return only the full name of the movie."),
+    "item": ("You MUST choose exactly one item", "Return only the full name of the item."),
+    "routing": ("You MUST choose exactly one LLM", "Return only the full name of the LLM."),
+}
+
+
+def multi_elimination(problem: str, task: str, count: int, *, item_type: str = "movie") -> str:
+    """Turn a single-elimination problem text into one asking for the `count` least relevant."""
+    key = item_type if task == "recommendation" else task
+    single, multi = _MULTI_ELIMINATE[key]
+    if single not in problem:
+        raise ValueError(f"not an IRanker {task} problem")
+    problem = problem.replace(single, multi.format(count=count))
+    if key in _MULTI_CHOOSE:
+        choose, answer = _MULTI_CHOOSE[key]
+        noun = answer.removeprefix("Return only the full name of the ").rstrip(".")
+        plural = "LLMs" if noun == "LLM" else f"{noun}s"
+        problem = problem.replace(choose, f"You MUST choose exactly {count} different {plural}")
+        problem = problem.replace(answer, f"Return only the full names of the {plural}, one per line.")
+    return problem
+
+
 def r1_problem(
     kind: str,
     task: str,

@@ -238,9 +238,11 @@ class SimulatedJudge(Engine):
     Decisions: "least" names the lowest grade (ties: the last shown, so tied candidates keep
     their first-stage order), "most" the highest (ties: the first shown), "order" sorts by
     grade (ties keep prompt order). With probability `error_rate` a "least"/"most" decision
-    names a uniformly random other shown candidate; an "order" answer gets one left-to-right
-    pass in which each adjacent pair is swapped with probability `error_rate`. Each request's
-    RNG is seeded from (seed, query, kind, ids), so answers do not depend on batching.
+    names a uniformly random other shown candidate (for "least" with a `count` > 1, each of the
+    `count` names is replaced, with that probability, by a random candidate not yet named); an
+    "order" answer gets one left-to-right pass in which each adjacent pair is swapped with
+    probability `error_rate`. Each request's RNG is seeded from (seed, query, kind, ids), so
+    answers do not depend on batching.
 
     Queries are matched by key; a query the ranker truncated is matched to the unique label
     key it is a prefix of. Token counts use a real tokenizer (`tokenizer`: a tokenizer object,
@@ -308,6 +310,14 @@ class SimulatedJudge(Engine):
                 if rng.random() < self.error_rate:
                     order[i], order[i + 1] = order[i + 1], order[i]
             return order
+        count = int(meta.get("count", 1))
+        if kind == "least" and count > 1:
+            worst = sorted(range(n), key=lambda i: (grades[i], -i))[:count]
+            for j in range(len(worst)):
+                others = [i for i in range(n) if i not in worst]
+                if others and rng.random() < self.error_rate:
+                    worst[j] = rng.choice(others)
+            return worst
         if kind == "least":
             best = max(range(n), key=lambda i: (-grades[i], i))
         elif kind == "most":

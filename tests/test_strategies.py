@@ -25,7 +25,10 @@ def judge(request) -> str:
     meta = request.meta
     grades = [RELEVANCE[i] for i in meta["ids"]]
     kind = meta["asked"] if meta["kind"] == "forced_answer" else meta["kind"]
-    if kind == "least":
+    if kind == "least" and meta.get("count", 1) > 1:
+        worst = sorted(range(len(grades)), key=lambda i: grades[i])[: meta["count"]]
+        answer = "\n".join(meta["labels"][i] for i in worst)
+    elif kind == "least":
         answer = meta["labels"][grades.index(min(grades))]
     elif kind == "most":
         answer = meta["labels"][grades.index(max(grades))]
@@ -222,3 +225,37 @@ def test_long_candidates_are_truncated_to_the_token_budget(scripted):
     engine = scripted(garbage)
     IRanker(engine=engine, max_candidate_tokens=20).rank("q", ["word " * 50000, "short"])
     assert len(engine.seen[0].prompt) < 2000
+
+
+@pytest.mark.parametrize(
+    ("n", "group_size", "top_k", "margin"), [(100, 25, 10, 0), (100, 20, 10, 3), (37, 8, 5, 1), (9, 4, 10, 0)]
+)
+def test_tournament_finds_and_orders_the_top_k(scripted, n, group_size, top_k, margin):
+    engine = scripted(judge)
+    ranker = IRanker(engine=engine, mode="tournament", group_size=group_size, top_k=top_k, margin=margin)
+    ranking = ranker.rank("q", candidates(n))
+    k = min(top_k, n)
+    assert ranking.order[:k] == ideal(n)[:k]
+    assert sorted(ranking.order) == list(range(n))
+
+
+def test_tournament_cost_for_top_10_of_100(scripted):
+    engine = scripted(judge)
+    IRanker(engine=engine, mode="tournament").rank("q", candidates(100))
+    rounds = len(engine.batch_sizes)
+    docs = sum(len(r.meta["ids"]) for r in engine.seen)
+    assert rounds <= 8 and docs <= 210 and len(engine.seen) <= 20
+
+
+def test_tournament_multi_elimination_prompt_and_repair(scripted):
+    answers = iter(["passage 9\npassage 9\npassage 42", "passage 0"])
+
+    def reply(request):
+        return f"</think>\n<answer>{next(answers, 'passage 0')}</answer>"
+
+    engine = scripted(reply)
+    ranking = IRanker(engine=engine, mode="tournament", group_size=10, top_k=2).rank("q", candidates(10))
+    assert "Select the 8 least likely passages" in engine.seen[0].prompt
+    assert sorted(ranking.order) == list(range(10))
+    first = ranking.trace[0]
+    assert first.chosen[0] == 9 and len(first.chosen) == 8 and "7 of 8 eliminations not matched" in first.fallback

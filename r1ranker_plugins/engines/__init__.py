@@ -7,7 +7,7 @@ import importlib
 import threading
 from typing import Any
 
-from .base import Engine, EngineError
+from .base import Engine, EngineError, PromptTooLongError
 
 BACKENDS = {
     "transformers": "r1ranker_plugins.engines.hf:TransformersEngine",
@@ -46,4 +46,4 @@ def close_all() -> None:
         _engines.clear()
 
 
-__all__ = ["BACKENDS", "Engine", "EngineError", "close_all", "get_engine"]
+__all__ = ["BACKENDS", "Engine", "EngineError", "PromptTooLongError", "close_all", "get_engine"]

@@ -25,6 +25,10 @@ class EngineError(RuntimeError):
     """The engine could not produce completions (after its own retries)."""
 
 
+class PromptTooLongError(ValueError):
+    """A prompt plus its generation budget does not fit the model's context."""
+
+
 class Engine:
     """Base class: counting, async batching and tokenizer helpers shared by all backends."""
 
@@ -47,11 +51,17 @@ class Engine:
         """A Hugging Face tokenizer for the model (truncation, chat template, counting)."""
         raise NotImplementedError
 
+    @property
+    def context_length(self) -> int | None:
+        """Tokens the model can attend to (prompt + generation); None when unknown."""
+        return None
+
     # -- public --------------------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         """Complete every request, in order, as few model batches as the backend allows."""
         if not requests:
             return []
+        self._check_context(requests)
         start = time.perf_counter()
         completions = self._generate(list(requests))
         self._record(requests, completions, time.perf_counter() - start)
@@ -98,6 +108,22 @@ class Engine:
     def close(self) -> None:
         """Release the model; a later call loads it again."""
 
+    def _check_context(self, requests: Sequence[Request]) -> None:
+        """Refuse, with the numbers, a prompt the model cannot hold (instead of a backend crash)."""
+        limit = self.context_length
+        if limit is None:
+            return
+        for request in requests:
+            if len(request.prompt) + request.max_tokens <= limit:  # a token is at least one character
+                continue
+            size = self.count_tokens(request.prompt)
+            if size + request.max_tokens > limit:
+                raise PromptTooLongError(
+                    f"a prompt of {size} tokens plus {request.max_tokens} new tokens exceeds the context of "
+                    f"{limit} tokens of {self.model!r}; lower depth (or num_child), max_candidate_tokens "
+                    "or max_new_tokens"
+                )
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
@@ -127,14 +153,16 @@ class Engine:
 class MicroBatcher:
     """Gathers requests submitted from many threads or coroutines into shared engine calls.
 
-    A worker thread takes everything queued, waits `window` seconds for stragglers (the
-    other queries' next steps usually arrive within microseconds of each other), then runs
-    one `generate` over the lot and hands each caller its own completions.
+    A worker thread takes everything queued and keeps gathering while more requests arrive
+    within `window` seconds of each other (at most `max_wait` in all): the other queries' next
+    steps usually arrive within microseconds. Then it runs one `generate` over the lot and hands
+    each caller its own completions.
     """
 
-    def __init__(self, generate, window: float = 0.005) -> None:
+    def __init__(self, generate, window: float = 0.005, max_wait: float = 0.05) -> None:
         self._generate = generate
         self._window = window
+        self._max_wait = max_wait
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="r1ranker-batcher", daemon=True)
         self._thread.start()
@@ -147,8 +175,8 @@ class MicroBatcher:
     def _run(self) -> None:
         while True:
             jobs = [self._queue.get()]
-            deadline = time.monotonic() + self._window
-            while (left := deadline - time.monotonic()) > 0:
+            limit = time.monotonic() + self._max_wait
+            while (left := min(self._window, limit - time.monotonic())) > 0:
                 try:
                     jobs.append(self._queue.get(timeout=left))
                 except queue.Empty:

@@ -42,6 +42,7 @@ class TransformersEngine(Engine):
         self.seed = seed
         self._model = None
         self._tokenizer = None
+        self._context_length: int | None = None
         self._lock = threading.RLock()
 
     @property
@@ -62,6 +63,20 @@ class TransformersEngine(Engine):
                 if self._tokenizer.pad_token is None:
                     self._tokenizer.pad_token = self._tokenizer.eos_token
             return self._tokenizer
+
+    @property
+    def context_length(self) -> int | None:
+        if self._context_length is None:
+            from transformers import AutoConfig
+
+            try:
+                config = AutoConfig.from_pretrained(
+                    self.model, revision=self.revision, trust_remote_code=self.trust_remote_code
+                )
+            except OSError as error:
+                raise EngineError(f"cannot load the config of {self.model!r}: {_first_line(error)}") from error
+            self._context_length = getattr(config, "max_position_embeddings", None) or 0
+        return self._context_length or None
 
     def _load(self) -> Any:
         with self._lock:
