@@ -8,6 +8,7 @@
 Importing the package loads no model library; engines import theirs on first use.
 """
 
+from .checkpoint import read_ranker_config
 from .dranker import DRanker
 from .engines import Engine, EngineError, get_engine
 from .iranker import IRanker
@@ -21,7 +22,15 @@ STRATEGIES: dict[str, type[Ranker]] = {"iranker": IRanker, "dranker": DRanker, "
 
 
 def make_ranker(strategy: str, model: str | None = None, backend: str = "transformers", **options) -> Ranker:
-    """Build a ranker by strategy name; the single entry point adapters and CLIs use."""
+    """Build a ranker by strategy name; the single entry point adapters and CLIs use.
+
+    `strategy="auto"` takes the strategy a trained checkpoint names in its r1ranker.json.
+    """
+    if strategy == "auto":
+        config = read_ranker_config(model) if model else None
+        if config is None:
+            raise ValueError(f"strategy 'auto' needs a checkpoint with r1ranker.json; {model!r} has none")
+        strategy = config["strategy"]
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {sorted(STRATEGIES)}")
     return STRATEGIES[strategy](model, backend, **options)

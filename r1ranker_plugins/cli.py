@@ -23,6 +23,7 @@ from .runs import (
     runs_from_trec,
     trec_lines,
 )
+from .training import add_training_commands
 from .types import Candidate
 
 
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-new-tokens", type=int, default=16)
     demo.set_defaults(func=cmd_demo)
     add_eval_commands(sub)
+    add_training_commands(sub)
     return parser
 
 

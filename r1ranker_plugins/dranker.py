@@ -24,11 +24,11 @@ class DRanker(R1Prompting, Ranker):
         self,
         model: str | None = None,
         backend: str = "transformers",
-        task: str = "passage",
+        task: str | None = None,
         *,
-        scenario: str = "performance",
-        item_type: str = "movie",
-        system_verb: str = "thinks",
+        scenario: str | None = None,
+        item_type: str | None = None,
+        system_verb: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(model, backend, task, **options)

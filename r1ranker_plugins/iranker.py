@@ -33,7 +33,11 @@ from .types import Candidate, Request, TraceStep
 class R1Prompting:
     """R1-Ranker prompt settings shared by IRanker and DRanker."""
 
-    def _r1_setup(self, scenario: str, item_type: str, system_verb: str) -> None:
+    def _r1_setup(self, scenario: str | None, item_type: str | None, system_verb: str | None) -> None:
+        """Explicit settings, else the checkpoint's (r1ranker.json), else the paper's defaults."""
+        scenario = scenario or self.checked("scenario", "performance")
+        item_type = item_type or self.checked("item_type", "movie")
+        system_verb = system_verb or self.checked("system_verb", "thinks")
         self.scenario = validate_choice("scenario", scenario, SCENARIOS)
         self.item_type = validate_choice("item_type", item_type, ITEM_TYPES)
         self.system_verb = validate_choice("system_verb", system_verb, ("thinks", "think"))
@@ -78,11 +82,11 @@ class IRanker(R1Prompting, Ranker):
         self,
         model: str | None = None,
         backend: str = "transformers",
-        task: str = "passage",
+        task: str | None = None,
         *,
-        scenario: str = "performance",
-        item_type: str = "movie",
-        system_verb: str = "thinks",
+        scenario: str | None = None,
+        item_type: str | None = None,
+        system_verb: str | None = None,
         mode: str = "paper",
         top_k: int = 10,
         group_size: int = 25,

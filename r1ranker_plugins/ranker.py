@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from .checkpoint import read_ranker_config
 from .engines import Engine, EngineError, get_engine
 from .prompts import ITEM_TYPES, SCENARIOS, TASKS
 from .steps import StepMachine, arun, gather, run
@@ -58,7 +59,7 @@ class Ranker:
         self,
         model: str | None = None,
         backend: str = "transformers",
-        task: str = "passage",
+        task: str | None = None,
         *,
         engine: Engine | None = None,
         depth: int | None = None,
@@ -70,6 +71,15 @@ class Ranker:
         on_engine_error: str = "raise",
         **engine_options: Any,
     ) -> None:
+        # A trained checkpoint says which prompt it expects (r1ranker.json); explicit arguments win.
+        self.checkpoint = read_ranker_config(model) if model is not None and engine is None else None
+        if self.checkpoint and self.checkpoint["strategy"] != self.strategy:
+            warnings.warn(
+                f"{model!r} was trained as a {self.checkpoint['strategy']} ranker, not {self.strategy}",
+                UserWarning,
+                stacklevel=3,
+            )
+        task = task or self.checked("task", "passage")
         if task not in self.tasks:
             raise ValueError(f"{type(self).__name__} does not support task {task!r}; expected one of {self.tasks}")
         if depth is not None and depth < 1:
@@ -91,6 +101,10 @@ class Ranker:
         self.max_query_tokens = max_query_tokens
         self.batch_size = batch_size
         self.on_engine_error = on_engine_error
+
+    def checked(self, key: str, default: Any) -> Any:
+        """A prompt setting from the checkpoint's r1ranker.json, else `default`."""
+        return (self.checkpoint or {}).get(key, default)
 
     # -- to implement ---------------------------------------------------------------------
     def steps(

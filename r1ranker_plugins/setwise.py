@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .checkpoint import read_ranker_config
 from .parsing import parse_setwise_label
 from .prompts import setwise_messages
 from .ranker import Ranker
@@ -31,12 +32,12 @@ class SetwiseRanker(Ranker):
         self,
         model: str | None = None,
         backend: str = "transformers",
-        task: str = "passage",
+        task: str | None = None,
         *,
         num_child: int = 19,
         k: int = 10,
         lora: str | None = None,
-        label_colon: bool = False,
+        label_colon: bool | None = None,
         **options: Any,
     ) -> None:
         if num_child < 1:
@@ -48,6 +49,9 @@ class SetwiseRanker(Ranker):
         super().__init__(model, backend, task, **options)
         self.num_child = num_child
         self.k = k
+        adapter = read_ranker_config(lora) if lora is not None else None
+        if label_colon is None:
+            label_colon = bool((adapter or {}).get("label_colon", self.checked("label_colon", False)))
         self.label_colon = label_colon
 
     def steps(

@@ -57,7 +57,7 @@ class TransformersEngine(Engine):
                         revision=self.revision,
                         trust_remote_code=self.trust_remote_code,
                     )
-                except OSError as error:
+                except (OSError, ValueError) as error:  # transformers 5 raises both
                     raise EngineError(f"cannot load the tokenizer of {self.model!r}: {_first_line(error)}") from error
                 self._tokenizer.padding_side = "left"
                 if self._tokenizer.pad_token is None:
@@ -73,7 +73,7 @@ class TransformersEngine(Engine):
                 config = AutoConfig.from_pretrained(
                     self.model, revision=self.revision, trust_remote_code=self.trust_remote_code
                 )
-            except OSError as error:
+            except (OSError, ValueError) as error:
                 raise EngineError(f"cannot load the config of {self.model!r}: {_first_line(error)}") from error
             self._context_length = getattr(config, "max_position_embeddings", None) or 0
         return self._context_length or None
@@ -91,7 +91,7 @@ class TransformersEngine(Engine):
                         dtype=self.dtype if self.dtype == "auto" else getattr(torch, self.dtype),
                         trust_remote_code=self.trust_remote_code,
                     )
-                except OSError as error:
+                except (OSError, ValueError) as error:
                     raise EngineError(f"cannot load model {self.model!r}: {_first_line(error)}") from error
                 if self.lora:
                     from peft import PeftModel

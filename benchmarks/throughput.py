@@ -1,0 +1,165 @@
+"""Throughput on DL19: `rank_many` (every query's next step in one engine batch) vs a loop of `rank`.
+
+For each mode it reports queries/s, the engine's generated tokens/s, and utilisation: that rate
+divided by the rate of one raw `generate` over exactly the requests the run sent (the best the
+engine can do with that work). Every request uses `ignore_eos`, so each step generates a fixed
+number of tokens and the modes do identical work. Prefix caches are reset before each
+measurement (in-process vLLM) so neither mode inherits the other's cached prompts.
+
+    python benchmarks/throughput.py --strategy iranker --depth 20 --out throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from r1ranker_plugins import DRanker, IRanker, SetwiseRanker
+from r1ranker_plugins.engines import Engine, close_all, get_engine
+from r1ranker_plugins.runs import data_dir, read_rankgpt_json
+from r1ranker_plugins.types import Completion, Request
+
+STRATEGIES = {"iranker": IRanker, "dranker": DRanker, "setwise": SetwiseRanker}
+
+
+class FixedLengthEngine(Engine):
+    """Delegates to a real engine with `ignore_eos` set on every request, and records them.
+
+    The rankers have no option for `ignore_eos` (only benchmarks want it), hence this wrapper.
+    """
+
+    backend = "fixed-length"
+
+    def __init__(self, inner: Engine) -> None:
+        super().__init__(inner.model)
+        self.inner = inner
+        self.recorded: list[Request] = []
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.inner.tokenizer
+
+    def _generate(self, requests: Sequence[Request]) -> list[Completion]:
+        fixed = [replace(r, ignore_eos=True) for r in requests]
+        self.recorded.extend(fixed)
+        return self.inner.generate(fixed)
+
+
+def reset_prefix_cache(engine: Engine) -> None:
+    reset = getattr(engine, "reset_prefix_cache", None)
+    if reset is not None:
+        reset()
+
+
+def measure(engine: FixedLengthEngine, run) -> tuple[Any, float, dict[str, Any]]:
+    """Run `run()` cold-cached; return its result, seconds and the inner engine's counter deltas."""
+    reset_prefix_cache(engine.inner)
+    before = engine.inner.stats()
+    start = time.perf_counter()
+    result = run()
+    seconds = time.perf_counter() - start
+    after = engine.inner.stats()
+    delta = {k: after[k] - before[k] for k in after if isinstance(after[k], int | float) and k in before}
+    return result, seconds, delta
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="iranker")
+    parser.add_argument("--depth", type=int, default=20, help="candidates reranked per query (default 20)")
+    parser.add_argument("--max-new-tokens", type=int, default=16, help="tokens generated per step (ignore_eos)")
+    parser.add_argument(
+        "--max-candidate-tokens", type=int, default=64, help="passage truncation (the tiny tokenizer: ~240 per passage)"
+    )
+    parser.add_argument("--backend", choices=["vllm", "openai", "transformers"], default="vllm")
+    parser.add_argument("--model", help="hub id or path (default: the tiny random test model)")
+    parser.add_argument("--base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--dtype", default="float32", help="vllm/transformers dtype (default float32)")
+    parser.add_argument("--queries", type=int, default=None, help="use only the first N DL19 queries")
+    parser.add_argument("--out", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM logs to stdout, where the JSON goes
+
+    if args.model is None:
+        from r1ranker_plugins.testing import tiny_model
+
+        args.model = tiny_model()
+    options: dict[str, Any] = {"base_url": args.base_url} if args.backend == "openai" else {"dtype": args.dtype}
+    runs = read_rankgpt_json(data_dir() / "passage/dl19/bm25_top100.json")[: args.queries]
+    queries = [run.query for run in runs]
+    lists = [run.candidates for run in runs]
+
+    engine = FixedLengthEngine(get_engine(args.model, args.backend, **options))
+    ranker = STRATEGIES[args.strategy](
+        engine=engine,
+        depth=args.depth,
+        max_new_tokens=args.max_new_tokens,
+        max_candidate_tokens=args.max_candidate_tokens,
+    )
+    ranker.rank(queries[0], lists[0][:3])  # load the model; start-up is not throughput
+
+    engine.recorded.clear()
+    together, many_s, many = measure(engine, lambda: ranker.rank_many(queries, lists, progress=True))
+    sent = list(engine.recorded)
+    loop_rankings, loop_s, loop = measure(
+        engine, lambda: [ranker.rank(q, c) for q, c in tqdm(list(zip(queries, lists, strict=True)), desc="loop")]
+    )
+    _, raw_s, raw = measure(engine, lambda: engine.inner.generate(sent))
+    raw_rate = raw["completion_tokens"] / raw_s
+    same = [r.order for r in together] == [r.order for r in loop_rankings]
+
+    rows = []
+    for mode, seconds, delta in (("rank_many", many_s, many), ("loop", loop_s, loop)):
+        rate = delta["completion_tokens"] / seconds
+        hit_rate = (
+            delta["prefix_cache_hits"] / delta["prefix_cache_queries"] if delta.get("prefix_cache_queries") else None
+        )
+        rows.append(
+            {
+                "strategy": args.strategy,
+                "mode": mode,
+                "backend": args.backend,
+                "queries": len(queries),
+                "depth": args.depth,
+                "max_new_tokens": args.max_new_tokens,
+                "seconds": round(seconds, 2),
+                "queries_per_s": round(len(queries) / seconds, 3),
+                "speedup_vs_loop": round(loop_s / seconds, 2),
+                "engine_calls": delta["calls"],
+                "requests": delta["requests"],
+                "mean_batch": round(delta["requests"] / delta["calls"], 1),
+                "prompt_tokens": delta["prompt_tokens"],
+                "completion_tokens": delta["completion_tokens"],
+                "completion_tokens_per_s": round(rate, 1),
+                "raw_completion_tokens_per_s": round(raw_rate, 1),
+                "utilisation": round(rate / raw_rate, 3),
+                "prefix_cache_hit_rate": None if hit_rate is None else round(hit_rate, 3),
+                "same_orders_as_other_mode": same,
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    rows[0]["raw_seconds"] = round(raw_s, 2)
+    print(json.dumps(rows, indent=2))
+    columns = ["mode", "queries_per_s", "speedup_vs_loop", "mean_batch", "completion_tokens_per_s",
+               "utilisation", "prefix_cache_hit_rate"]  # fmt: skip
+    print("  ".join(f"{c:>24}" for c in columns), file=sys.stderr)
+    for row in rows:
+        print("  ".join(f"{row[c]!s:>24}" for c in columns), file=sys.stderr)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            json.dump(rows, out, indent=2)
+    close_all()
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""vLLM engine: the fast backend, with automatic prefix caching and optional LoRA.
+
+Every `generate` is one `LLM.generate` call over the whole list; vLLM's scheduler does the
+continuous batching, and its prefix cache reuses the shared heads of a query's prompts (the
+instruction, the query, and the whole original prompt of a forced-answer step).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ..types import Completion, Request
+from .base import Engine, EngineError, resolve_model_path
+
+
+class VLLMEngine(Engine):
+    """One lazily built `vllm.LLM` per engine; generation is serialised (LLM is not thread-safe)."""
+
+    backend = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "auto",
+        revision: str | None = None,
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        tensor_parallel_size: int = 1,
+        lora: str | None = None,
+        max_lora_rank: int = 64,
+        enable_prefix_caching: bool = True,
+        seed: int = 0,
+        trust_remote_code: bool = False,
+        **llm_kwargs: Any,
+    ) -> None:
+        super().__init__(resolve_model_path(model), dtype=dtype, revision=revision, lora=lora, **llm_kwargs)
+        self.revision = revision
+        self.lora = lora
+        self.trust_remote_code = trust_remote_code
+        self.llm_args: dict[str, Any] = {
+            "dtype": dtype,
+            "revision": revision,
+            "max_model_len": max_model_len,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "tensor_parallel_size": tensor_parallel_size,
+            "enable_prefix_caching": enable_prefix_caching,
+            "seed": seed,
+            "trust_remote_code": trust_remote_code,
+            **llm_kwargs,
+        }
+        if lora:
+            self.llm_args.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
+        self._llm: Any = None
+        self._lora_request: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.RLock()
+
+    @property
+    def tokenizer(self) -> Any:
+        """Loaded on its own, so prompt building and truncation never wait for the weights."""
+        with self._lock:
+            if self._tokenizer is None:
+                from transformers import AutoTokenizer
+
+                try:
+                    self._tokenizer = AutoTokenizer.from_pretrained(
+                        self.model, revision=self.revision, trust_remote_code=self.trust_remote_code
+                    )
+                except (OSError, ValueError) as error:  # transformers 5 raises both
+                    raise EngineError(f"cannot load the tokenizer of {self.model!r}: {_first_line(error)}") from error
+            return self._tokenizer
+
+    @property
+    def context_length(self) -> int | None:
+        """`max_model_len` when set; otherwise vLLM decides at load time and enforces it itself."""
+        return self.llm_args.get("max_model_len")
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._llm is None:
+                _cpu_defaults()
+                from vllm import LLM
+                from vllm.lora.request import LoRARequest
+
+                try:
+                    self._llm = LLM(model=self.model, **self.llm_args)
+                except Exception as error:  # vLLM raises many types for a bad model or config
+                    raise EngineError(f"cannot start vLLM for model {self.model!r}: {_first_line(error)}") from error
+                _track(self._llm, in_process=_in_process())
+                if self.lora:
+                    self._lora_request = LoRARequest("r1ranker-lora", 1, self.lora)
+                self.count(model_loads=1)
+            return self._llm
+
+    def _generate(self, requests: Sequence[Request]) -> list[Completion]:
+        with self._lock:
+            llm = self._load()  # first: it sets the CPU defaults before vllm is imported
+            from vllm import SamplingParams
+
+            params = [
+                SamplingParams(
+                    temperature=r.temperature,
+                    max_tokens=r.max_tokens,
+                    stop=list(r.stop) or None,
+                    include_stop_str_in_output=True,
+                    ignore_eos=r.ignore_eos,
+                )
+                for r in requests
+            ]
+            try:
+                outputs = llm.generate(
+                    [r.prompt for r in requests],
+                    params,
+                    use_tqdm=False,
+                    lora_request=self._lora_request,
+                    # prompts are fully formatted (chat template included): never add a second BOS
+                    tokenization_kwargs={"add_special_tokens": False},
+                )
+            except Exception as error:
+                raise EngineError(f"vLLM failed on model {self.model!r}: {_first_line(error)}") from error
+        self.count(
+            batches=1,
+            prefix_cache_queries=sum(len(o.prompt_token_ids or ()) for o in outputs),
+            prefix_cache_hits=sum(o.num_cached_tokens or 0 for o in outputs),
+        )
+        tokenizer = self.tokenizer
+        completions = []
+        for output in outputs:
+            best = output.outputs[0]
+            completions.append(
+                Completion(
+                    text=full_text(tokenizer, best.text, best.token_ids, best.stop_reason),
+                    finish_reason="length" if best.finish_reason == "length" else "stop",
+                    prompt_tokens=len(output.prompt_token_ids or ()),
+                    completion_tokens=len(best.token_ids),
+                )
+            )
+        return completions
+
+    def backend_stats(self) -> dict[str, Any]:
+        """Prefix-cache tokens, counted per request (vLLM's Prometheus counters are process-wide)."""
+        with self._counts_lock:
+            queries = self._counts["prefix_cache_queries"]
+            hits = self._counts["prefix_cache_hits"]
+        return {
+            "prefix_cache_queries": queries,
+            "prefix_cache_hits": hits,
+            "prefix_cache_hit_rate": hits / queries if queries else 0.0,
+        }
+
+    def reset_prefix_cache(self) -> None:
+        """Forget cached prefixes, so a benchmark run starts cold and inherits no earlier work."""
+        with self._lock:
+            if self._llm is not None:
+                self._llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        with self._lock:
+            llm, self._llm, self._lora_request = self._llm, None, None
+        if llm is None:
+            return
+        doomed = _release(llm)
+        del llm
+        while doomed:
+            doomed.pop().llm_engine.engine_core.shutdown()
+        gc.collect()  # vLLM's object graph has cycles: free the weights and KV cache now
+
+
+def _cpu_defaults() -> None:
+    """Without CUDA, run the engine core in this process and give the KV cache 1 GiB by default.
+
+    vLLM on CPU otherwise refuses to start on its memory check, and a separate engine-core
+    process only adds start-up time for the small models a CPU can serve.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+
+def _in_process() -> bool:
+    import vllm.envs
+
+    return not vllm.envs.VLLM_ENABLE_V1_MULTIPROCESSING
+
+
+# An in-process engine core's shutdown tears down torch.distributed state that is global to the
+# process and shared by every other in-process LLM; so closed in-process LLMs are kept until the
+# last one closes, and then all are shut down together.
+_inproc_lock = threading.Lock()
+_inproc_live: set[int] = set()
+_inproc_closed: list[Any] = []
+
+
+def _track(llm: Any, *, in_process: bool) -> None:
+    if in_process:
+        with _inproc_lock:
+            _inproc_live.add(id(llm))
+
+
+def _release(llm: Any) -> list[Any]:
+    """The LLMs to shut down now that `llm` is closed (none while other in-process ones live)."""
+    with _inproc_lock:
+        if id(llm) not in _inproc_live:
+            return [llm]
+        _inproc_live.discard(id(llm))
+        _inproc_closed.append(llm)
+        if _inproc_live:
+            return []
+        doomed = list(_inproc_closed)
+        _inproc_closed.clear()
+        return doomed
+
+
+def full_text(tokenizer: Any, text: str, token_ids: Sequence[int] | None, stop_reason: Any) -> str:
+    """vLLM's text, except that a completion not ended by a stop string is decoded in full.
+
+    vLLM's incremental detokenizer drops a trailing partial UTF-8 character; decoding every token
+    (as the transformers engine does) keeps backends identical, and so are forced-answer prompts.
+    """
+    if isinstance(stop_reason, str) or not token_ids:
+        return text
+    return tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().split("\n", 1)[0] or type(error).__name__

@@ -1,0 +1,195 @@
+"""The OpenAI-compatible engine against real vLLM server processes on 127.0.0.1 (tiny model).
+
+One server serves the module; the crash test starts (and kills) its own. Server start-up is
+~30 s on a CPU with `--enforce-eager`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from r1ranker_plugins import DRanker, IRanker, SetwiseRanker
+from r1ranker_plugins.engines import EngineError
+from r1ranker_plugins.engines.openai import OpenAIEngine
+from r1ranker_plugins.types import Request
+
+pytestmark = pytest.mark.vllm
+pytest.importorskip("vllm")
+httpx = pytest.importorskip("httpx")
+
+QUERY = "how do solar panels produce electricity"
+TEXTS = [
+    "Solar panels contain photovoltaic cells that turn sunlight into electricity.",
+    "The stock market closed higher on Friday.",
+    "An inverter converts direct current into alternating current.",
+    "Bananas are rich in potassium.",
+    "Silicon releases electrons when photons strike it.",
+    "A recipe for rice with vegetables.",
+]
+SMALL = {"max_new_tokens": 8, "max_candidate_tokens": 16}
+STRATEGIES = [IRanker, DRanker, SetwiseRanker]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A vLLM OpenAI server subprocess in its own process group (it forks an engine core)."""
+
+    def __init__(self, model: str, log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.log = log
+        env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        command = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+            "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32",
+            "--max-model-len", "4096", "--enforce-eager",
+        ]  # fmt: skip
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+
+    def wait_ready(self, timeout: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"vLLM server exited ({self.process.returncode}):\n{self._tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"vLLM server not ready after {timeout:.0f} s:\n{self._tail()}")
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the whole group; escalate to SIGKILL if it has not exited within 15 s."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=15)
+
+    def _tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+
+
+@contextlib.contextmanager
+def serve(model: str, log: Path) -> Iterator[Server]:
+    server = Server(model, log)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_path, tmp_path_factory) -> Iterator[Server]:
+    with serve(tiny_model_path, tmp_path_factory.mktemp("server") / "vllm.log") as running:
+        yield running
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
+def test_strategy_ranks_through_the_server(tiny_model_path, server, cls):
+    ranker = cls(tiny_model_path, "openai", base_url=server.url, **SMALL)
+    ranking = ranker.rank(QUERY, TEXTS)
+    assert sorted(ranking.order) == list(range(len(TEXTS)))
+    assert ranking.trace and all(step.prompt and step.completion for step in ranking.trace)
+    # greedy decoding on the server equals the in-process transformers engine, step by step
+    local = cls(tiny_model_path, "transformers", **SMALL).rank(QUERY, TEXTS)
+    assert ranking.order == local.order
+    assert [s.completion for s in ranking.trace] == [s.completion for s in local.trace]
+    stats = ranker.engine.stats()
+    assert stats["backend"] == "openai" and stats["batches"] >= 1 and stats["prompt_tokens"] > 0
+
+
+def test_rank_many_equals_one_at_a_time(tiny_model_path, server):
+    queries = [QUERY, "potassium in fruit", "what converts current"]
+    lists = [TEXTS, TEXTS[::-1], TEXTS[1:]]
+    ranker = IRanker(tiny_model_path, "openai", base_url=server.url, **SMALL)
+    together = ranker.rank_many(queries, lists)
+    alone = [ranker.rank(q, c) for q, c in zip(queries, lists, strict=True)]
+    assert [r.order for r in together] == [r.order for r in alone]
+
+
+async def test_concurrent_aranks_and_a_sync_rank_inside_a_running_loop(tiny_model_path, server):
+    ranker = SetwiseRanker(tiny_model_path, "openai", base_url=server.url, **SMALL)
+    queries = [f"{QUERY} {i}" for i in range(5)]
+    concurrent = await asyncio.gather(*(ranker.arank(q, TEXTS) for q in queries))
+    sequential = [ranker.rank(q, TEXTS) for q in queries]  # sync path, called from this loop's thread
+    assert [r.order for r in concurrent] == [r.order for r in sequential]
+    assert all(sorted(r.order) == list(range(len(TEXTS))) for r in concurrent)
+
+
+def test_stats_read_the_server_metrics(tiny_model_path, server):
+    engine = OpenAIEngine(tiny_model_path, base_url=server.url)
+    prompts = [Request("Search engines rank passages " * 60 + str(i), max_tokens=4) for i in range(4)]
+    engine.generate(prompts)
+    engine.generate(prompts)  # the second time every prompt's full blocks are cached
+    stats = engine.stats()
+    assert stats["prefix_cache_queries"] >= stats["prompt_tokens"]  # server-wide since the first request
+    assert stats["prefix_cache_hits"] > 0 and 0 < stats["prefix_cache_hit_rate"] < 1
+    engine.close()
+
+
+def test_client_errors_fail_at_once(tiny_model_path, server):
+    engine = OpenAIEngine("no-such-model", base_url=server.url, tokenizer=tiny_model_path, backoff=10.0)
+    start = time.monotonic()
+    with pytest.raises(EngineError, match=rf"{server.url} rejected .*'no-such-model'.*HTTP 404"):
+        engine.generate([Request("hello", max_tokens=4)])
+    assert time.monotonic() - start < 5  # no retries, no backoff
+    engine.close()
+
+
+def test_unreachable_server_degrades_to_first_stage_order(tiny_model_path):
+    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    ranker = IRanker(
+        tiny_model_path, "openai", base_url=url, max_retries=1, backoff=0.05, on_engine_error="first-stage", **SMALL
+    )
+    with pytest.warns(RuntimeWarning, match="first-stage order"):
+        ranking = ranker.rank(QUERY, TEXTS)
+    assert ranking.order == list(range(len(TEXTS)))
+    assert ranking.trace[-1].fallback.startswith("engine error") and url in ranking.trace[-1].fallback
+    assert "prefix_cache_queries" not in ranker.engine.stats()  # /metrics unreachable: stats still work
+
+
+def test_server_killed_mid_run_raises_after_retries(tiny_model_path, tmp_path):
+    with serve(tiny_model_path, tmp_path / "vllm.log") as doomed:
+        engine = OpenAIEngine(tiny_model_path, base_url=doomed.url, timeout=5.0, max_retries=3, backoff=0.2)
+        ranker = IRanker(engine=engine, **SMALL)
+        queries = [f"{QUERY} {i}" for i in range(8)]
+
+        def kill_after_first_batch() -> None:
+            while engine.stats()["calls"] < 1:
+                time.sleep(0.02)
+            doomed.kill(signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_after_first_batch, daemon=True)
+        killer.start()
+        start = time.monotonic()
+        with pytest.raises(EngineError, match=rf"{doomed.url} failed .* after 4 attempts"):
+            ranker.rank_many(queries, [TEXTS] * len(queries))
+        killer.join(timeout=30)
+        assert time.monotonic() - start < 30
+        assert engine.stats()["calls"] >= 1  # the first round did complete before the crash
+        engine.close()

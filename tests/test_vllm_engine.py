@@ -1,0 +1,173 @@
+"""The in-process vLLM engine with the tiny model: strategies, equivalence, sharing, prefix cache, LoRA.
+
+Building a vLLM `LLM` takes 10-35 s on a CPU, so engines live for the whole module (conftest's
+per-test `close_all` is overridden below) and every test uses the same few configurations.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from r1ranker_plugins import DRanker, IRanker, SetwiseRanker, get_engine
+from r1ranker_plugins.engines import EngineError, close_all
+from r1ranker_plugins.types import Request
+
+pytestmark = pytest.mark.vllm
+pytest.importorskip("vllm")
+
+QUERY = "how do solar panels produce electricity"
+TEXTS = [
+    "Solar panels contain photovoltaic cells that turn sunlight into electricity.",
+    "The stock market closed higher on Friday.",
+    "An inverter converts direct current into alternating current.",
+    "Bananas are rich in potassium.",
+    "Silicon releases electrons when photons strike it.",
+    "A recipe for rice with vegetables.",
+]
+# float32: vLLM's "auto" picks bfloat16 on CPU, which would not match transformers' float32
+ENGINE = {"max_model_len": 4096, "dtype": "float32"}
+SMALL = {"max_new_tokens": 8, "max_candidate_tokens": 16}
+STRATEGIES = [IRanker, DRanker, SetwiseRanker]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_engines():
+    """Replaces conftest's per-test `close_all`: engines are shared by the module's tests."""
+    yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_engines():
+    close_all()
+    yield
+    close_all()
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tiny_model_path, tmp_path_factory) -> str:
+    """A random (non-zero) LoRA adapter for the tiny model, so it visibly changes the output."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    config = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
+    path = tmp_path_factory.mktemp("lora")
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_path), config).save_pretrained(path)
+    return str(path)
+
+
+def requests() -> list[Request]:
+    """Greedy requests covering stop strings, ignore_eos, and lengths from 4 to 24 tokens."""
+    return [
+        Request("Search engines rank passages", max_tokens=8),
+        Request("The model reads the query " * 30, max_tokens=16, stop=("e",)),
+        Request("<think> passage 3 is relevant", max_tokens=24, stop=("</answer>",)),
+        Request("Movies and games", max_tokens=12, ignore_eos=True),
+        Request("A good ranker reads every passage " * 50, max_tokens=4, stop=("the",)),
+    ]
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
+def test_strategy_ranks_on_vllm(tiny_model_path, cls):
+    ranker = cls(tiny_model_path, "vllm", **SMALL, **ENGINE)
+    ranking = ranker.rank(QUERY, TEXTS)
+    assert sorted(ranking.order) == list(range(len(TEXTS)))
+    assert ranking.trace and all(step.prompt and step.completion for step in ranking.trace)
+    stats = ranker.engine.stats()
+    assert stats["backend"] == "vllm" and stats["batches"] >= 1 and stats["completion_tokens"] > 0
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
+def test_rank_many_equals_one_at_a_time(tiny_model_path, cls):
+    queries = [QUERY, "potassium in fruit", "what converts current"]
+    lists = [TEXTS, TEXTS[::-1], TEXTS[1:]]
+    ranker = cls(tiny_model_path, "vllm", **SMALL, **ENGINE)
+    together = ranker.rank_many(queries, lists)
+    alone = [ranker.rank(q, c) for q, c in zip(queries, lists, strict=True)]
+    assert [r.order for r in together] == [r.order for r in alone]
+    assert [[s.completion for s in r.trace] for r in together] == [[s.completion for s in r.trace] for r in alone]
+
+
+def test_engine_output_equals_transformers(tiny_model_path):
+    vllm_out = get_engine(tiny_model_path, "vllm", **ENGINE).generate(requests())
+    hf_out = get_engine(tiny_model_path, "transformers").generate(requests())
+    assert [c.text for c in vllm_out] == [c.text for c in hf_out]
+    assert [c.finish_reason for c in vllm_out] == [c.finish_reason for c in hf_out]
+    assert [c.prompt_tokens for c in vllm_out] == [c.prompt_tokens for c in hf_out]
+    assert vllm_out[1].text.endswith("e") and vllm_out[1].completion_tokens < 16  # stopped, stop string kept
+    assert vllm_out[3].completion_tokens == 12  # ignore_eos
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
+def test_rankings_equal_transformers(tiny_model_path, cls):
+    on_vllm = cls(tiny_model_path, "vllm", **SMALL, **ENGINE).rank(QUERY, TEXTS)
+    on_hf = cls(tiny_model_path, "transformers", **SMALL).rank(QUERY, TEXTS)
+    assert on_vllm.order == on_hf.order
+    assert [s.completion for s in on_vllm.trace] == [s.completion for s in on_hf.trace]
+
+
+def test_one_engine_per_configuration(tiny_model_path):
+    engine = get_engine(tiny_model_path, "vllm", **ENGINE)
+    assert get_engine(tiny_model_path, "vllm", **ENGINE) is engine
+    first = IRanker(tiny_model_path, "vllm", **SMALL, **ENGINE)
+    second = SetwiseRanker(tiny_model_path, "vllm", **SMALL, **ENGINE)
+    assert first.engine is second.engine is engine
+    first.rank(QUERY, TEXTS[:3])
+    second.rank(QUERY, TEXTS[:3])
+    assert engine.stats()["model_loads"] == 1
+
+
+def test_shared_prefixes_hit_the_prefix_cache(tiny_model_path):
+    """A forced-answer step repeats its whole original prompt: ~10 candidates x 64 tokens = 5+ blocks."""
+    ranker = IRanker(tiny_model_path, "vllm", max_new_tokens=8, max_candidate_tokens=64, **ENGINE)
+    before = ranker.engine.stats()
+    long_texts = [f"{text} " * 8 for text in TEXTS + TEXTS[:4]]
+    ranker.rank(QUERY, long_texts)
+    after = ranker.engine.stats()
+    queries = after["prefix_cache_queries"] - before["prefix_cache_queries"]
+    hits = after["prefix_cache_hits"] - before["prefix_cache_hits"]
+    assert queries == after["prompt_tokens"] - before["prompt_tokens"]
+    assert hits >= 128 * 4 and hits < queries
+    assert 0 < after["prefix_cache_hit_rate"] < 1
+
+
+def test_lora_changes_the_output(tiny_model_path, lora_dir):
+    base = get_engine(tiny_model_path, "vllm", **ENGINE)
+    adapted = get_engine(tiny_model_path, "vllm", lora=lora_dir, **ENGINE)
+    assert adapted is not base
+    assert [c.text for c in adapted.generate(requests())] != [c.text for c in base.generate(requests())]
+    ranker = SetwiseRanker(tiny_model_path, "vllm", lora=lora_dir, **SMALL, **ENGINE)
+    assert ranker.engine is adapted
+    ranking = ranker.rank(QUERY, TEXTS)
+    assert sorted(ranking.order) == list(range(len(TEXTS)))
+    assert adapted.stats()["model_loads"] == 1
+
+
+def test_close_keeps_other_engines_working_and_reloads(tiny_model_path, lora_dir):
+    """Closing one in-process engine must not tear down another's state; a closed one reloads."""
+    base = get_engine(tiny_model_path, "vllm", **ENGINE)
+    adapted = get_engine(tiny_model_path, "vllm", lora=lora_dir, **ENGINE)
+    expected = [c.text for c in base.generate(requests())]
+    base.close()
+    assert adapted.generate(requests()[:1])[0].text
+    assert [c.text for c in base.generate(requests())] == expected
+    assert base.stats()["model_loads"] == 2
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"model path .* does not exist"):
+        IRanker(str(tmp_path / "nope"), "vllm")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    engine = get_engine(str(empty), "vllm", **ENGINE)
+    with pytest.raises(EngineError, match=f"cannot start vLLM for model '{empty}'"):
+        engine.generate(requests()[:1])
+    with pytest.raises(EngineError, match=f"tokenizer of '{empty}'"):
+        IRanker(str(empty), "vllm", **ENGINE).rank(QUERY, TEXTS)

@@ -1,0 +1,274 @@
+"""`r1ranker train`: GRPO (TRL) on ranking tasks, with an optional SFT warm start and LoRA.
+
+The config is data: a YAML file read with `yaml.safe_load` into small dataclasses, unknown keys
+rejected. The `trainer:` section is passed to TRL's `GRPOConfig` as is (so every GRPO option —
+vLLM rollouts, `beta`, `num_generations`, `report_to`, saving — is available without code here),
+`sft.trainer` to `SFTConfig`, `lora` to peft's `LoraConfig`.
+
+Output layout (`output_dir`): `checkpoint-N/` (GRPO, resumable), `sft/` (warm start; `sft/final`
+is its model), `final/` (full model + tokenizer + `r1ranker.json`, loadable by `IRanker(model=...)`),
+`adapter/` (LoRA runs: the adapter alone, for `SetwiseRanker(lora=...)`), `r1ranker-training.json`
+(what was trained on, for the model card).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from r1ranker_plugins.checkpoint import CONFIG_VERSION, PROMPT_VERSION, write_ranker_config
+from r1ranker_plugins.datasets import EvalSet
+
+from .data import STRATEGIES, DataConfig, build_examples, load_evalsets, sft_examples, to_dataset
+from .rewards import DEFAULT_REWARDS, reward_functions
+
+TINY = "tiny"  # model value meaning `r1ranker_plugins.testing.tiny_model()`
+TRAINING_SUMMARY = "r1ranker-training.json"
+
+
+@dataclass
+class LoraSection:
+    """peft LoRA settings (Rank-R1: r=16, alpha=32). `merge`: also save the merged full model."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+    merge: bool = True
+
+
+@dataclass
+class SftSection:
+    """Warm start on generated well-formed completions (`data.sft_examples`) before GRPO.
+
+    `examples`: how many (cycling through the training examples with fresh answers); None = one each.
+    `trainer`: `SFTConfig` arguments.
+    """
+
+    examples: int | None = None
+    reasoning: str = ""
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. `trainer` holds `GRPOConfig` arguments; `rewards` names functions in
+    `rewards.REWARDS` (default: the strategy's reward plus format terms)."""
+
+    model: str
+    strategy: str
+    data: DataConfig
+    output_dir: str = "runs/train"
+    rewards: list[str] | None = None
+    trainer: dict[str, Any] = field(default_factory=dict)
+    lora: LoraSection | None = None
+    sft: SftSection | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        reward_functions(self.reward_names)
+
+    @property
+    def reward_names(self) -> list[str]:
+        return list(self.rewards) if self.rewards is not None else list(DEFAULT_REWARDS[self.strategy])
+
+
+# -- config loading ---------------------------------------------------------------------------------
+
+
+def _section(cls: type, raw: Any, where: str) -> Any:
+    """Build dataclass `cls` from a mapping, naming unknown and missing keys."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r}; expected some of {names}")
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in raw]
+    if missing:
+        raise ValueError(f"{where}: missing key {missing[0]!r}")
+    return cls(**raw)
+
+
+def _check_arguments(arguments: Mapping[str, Any], config_class: type, where: str) -> None:
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(arguments) - known)
+    if unknown:
+        raise ValueError(f"{where}: {unknown[0]!r} is not a {config_class.__name__} argument")
+
+
+def config_from_dict(raw: Any, source: str = "config") -> TrainConfig:
+    """A `TrainConfig` from parsed YAML; every section checked against what it feeds."""
+    from trl import GRPOConfig, SFTConfig
+
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{source}: expected a mapping at the top level")
+    values = dict(raw)
+    values["data"] = _section(DataConfig, values.get("data"), f"{source}: data")
+    if values.get("lora") is not None:
+        values["lora"] = _section(LoraSection, values["lora"], f"{source}: lora")
+    if values.get("sft") is not None:
+        values["sft"] = _section(SftSection, values["sft"], f"{source}: sft")
+        _check_arguments(values["sft"].trainer, SFTConfig, f"{source}: sft.trainer")
+    config = _section(TrainConfig, values, source)
+    _check_arguments(config.trainer, GRPOConfig, f"{source}: trainer")
+    if "output_dir" in config.trainer:
+        raise ValueError(f"{source}: set output_dir at the top level, not in trainer")
+    return config
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a training YAML file (safe loader only)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config {path} does not exist")
+    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+
+def resolve_model(model: str) -> str:
+    if model == TINY:
+        from r1ranker_plugins.testing import tiny_model
+
+        return tiny_model()
+    return model
+
+
+def _peft_config(lora: LoraSection | None) -> Any:
+    if lora is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _save_full(trainer: Any, directory: Path) -> None:
+    """The full model (LoRA merged in) and tokenizer, as `from_pretrained` and the rankers load it."""
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(directory)
+    trainer.processing_class.save_pretrained(directory)
+
+
+def ranker_config(config: TrainConfig, evalsets: Sequence[EvalSet], *, adapter: bool = False) -> dict[str, Any]:
+    """What `r1ranker.json` records: the strategy and prompt settings the data was built with."""
+    tasks = Counter(evalset.task for evalset in evalsets for _ in evalset.queries)
+    out: dict[str, Any] = {
+        "config_version": CONFIG_VERSION,
+        "prompt_version": PROMPT_VERSION,
+        "strategy": config.strategy,
+        "task": tasks.most_common(1)[0][0],
+        "tasks": sorted(tasks),
+        "base_model": config.model,
+        "adapter": adapter,
+    }
+    if config.strategy == "setwise":
+        out["label_colon"] = config.data.label_colon
+    else:
+        out["system_verb"] = config.data.system_verb
+        for key in ("scenario", "item_type"):
+            values = {evalset.options[key] for evalset in evalsets if key in evalset.options}
+            if len(values) == 1:
+                out[key] = values.pop()
+    return out
+
+
+def _run_sft(config: TrainConfig, model: str, examples: list[dict[str, Any]], out: Path) -> str:
+    """Warm start; returns the model GRPO starts from. Skipped when `sft/final` already exists (resume)."""
+    from trl import SFTConfig, SFTTrainer
+
+    final = out / "sft" / "final"
+    if (final / "config.json").is_file():
+        return str(final)
+    sft = config.sft
+    assert sft is not None
+    count = sft.examples or len(examples)
+    cycled = [examples[i % len(examples)] for i in range(count)]
+    pairs = sft_examples(cycled, config.strategy, seed=config.data.seed, reasoning=sft.reasoning)
+    arguments = {"report_to": "none", **sft.trainer}
+    trainer = SFTTrainer(
+        model=model,
+        args=SFTConfig(output_dir=str(out / "sft"), **arguments),
+        train_dataset=to_dataset(pairs),
+        peft_config=_peft_config(config.lora),
+    )
+    trainer.train()
+    _save_full(trainer, final)
+    return str(final)
+
+
+def train(config: TrainConfig, *, output_dir: str | Path | None = None, resume: str | bool | None = None) -> Path:
+    """Run the whole recipe and return the `final/` checkpoint directory.
+
+    `resume`: True for the newest `checkpoint-N` in the output directory, or a checkpoint path;
+    default: the `trainer.resume_from_checkpoint` value of the config.
+    """
+    from transformers import AutoTokenizer, set_seed
+    from trl import GRPOConfig, GRPOTrainer
+
+    started = time.perf_counter()
+    out = Path(output_dir or config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    arguments = {"report_to": "none", **config.trainer}
+    resume = arguments.pop("resume_from_checkpoint", None) if resume is None else resume
+    set_seed(int(arguments.get("seed", 42)))
+
+    model = resolve_model(config.model)
+    evalsets = load_evalsets(config.data, AutoTokenizer.from_pretrained(model))
+    examples = build_examples(config.data, config.strategy, evalsets)
+    if config.sft is not None:
+        model = _run_sft(config, model, examples, out)
+
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_functions(config.reward_names),
+        args=GRPOConfig(output_dir=str(out), **arguments),
+        train_dataset=to_dataset(examples),
+        peft_config=_peft_config(config.lora),
+    )
+    trainer.train(resume_from_checkpoint=resume or None)
+
+    final = out / "final"
+    if config.lora is not None:
+        trainer.save_model(str(out / "adapter"))
+        trainer.processing_class.save_pretrained(out / "adapter")
+        write_ranker_config(out / "adapter", ranker_config(config, evalsets, adapter=True))
+    if config.lora is None or config.lora.merge:
+        _save_full(trainer, final)
+        write_ranker_config(final, ranker_config(config, evalsets))
+    summary = {
+        "config": dataclasses.asdict(config),
+        "examples": len(examples),
+        "task_mix": dict(Counter(example["task_name"] for example in examples)),
+        "rewards": config.reward_names,
+        "global_step": trainer.state.global_step,
+        "minutes": round((time.perf_counter() - started) / 60, 2),
+        "log_history": trainer.state.log_history,
+    }
+    for directory in (final, out / "adapter"):
+        if directory.is_dir():
+            (directory / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    return final if final.is_dir() else out / "adapter"
