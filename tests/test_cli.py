@@ -216,3 +216,31 @@ def test_rerank_killed_with_sigterm_then_restarted(tiny_model_path, shared_data,
     process.wait(timeout=60)
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     check_valid_run(out, {r.qid: [c.id for c in r.candidates] for r in read_rankgpt_json(source)[:6]})
+
+
+@pytest.mark.parametrize("policy", ["raise", "first-stage"])
+def test_on_engine_error_policy(tiny_model_path, shared_data, tmp_path, capsys, policy):
+    import socket
+
+    with socket.socket() as sock:  # a loopback port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    source = shared_data / "passage" / "dl19" / "bm25_top100.json"
+    out = tmp_path / "run.trec"
+    args = ["rerank", "--input", str(source), "--limit", "3", "--strategy", "iranker", "--model", tiny_model_path,
+            "--backend", "openai", "--base-url", dead, "--depth", "5", "--output", str(out),
+            "--on-engine-error", policy, *FAST]
+    if policy == "raise":
+        code = main(args)
+    else:
+        with pytest.warns(RuntimeWarning, match="3 queries keep their first-stage order"):
+            code = main(args)
+    err = capsys.readouterr().err
+    runs = read_rankgpt_json(source)[:3]
+    if policy == "raise":
+        assert code == 2 and dead in err
+        assert not out.read_text().strip()  # nothing half-written
+    else:
+        assert code == 0
+        check_valid_run(out, {r.qid: [c.id for c in r.candidates] for r in runs})
+        assert [d for d, _, _ in read_run(out)[runs[0].qid]] == [c.id for c in runs[0].candidates]

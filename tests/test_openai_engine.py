@@ -51,8 +51,8 @@ def _free_port() -> int:
 class Server:
     """A vLLM OpenAI server subprocess in its own process group (it forks an engine core)."""
 
-    def __init__(self, model: str, log: Path) -> None:
-        self.port = _free_port()
+    def __init__(self, model: str, log: Path, port: int | None = None) -> None:
+        self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.log = log
         env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
@@ -193,3 +193,112 @@ def test_server_killed_mid_run_raises_after_retries(tiny_model_path, tmp_path):
         assert time.monotonic() - start < 30
         assert engine.stats()["calls"] >= 1  # the first round did complete before the crash
         engine.close()
+
+
+class FaultyProxy:
+    """A real HTTP proxy on 127.0.0.1 that injects faults before forwarding to the server.
+
+    `faults` is consumed one per request: an HTTP status to answer with (500, 429, ...), a float
+    number of seconds to stall before forwarding, or None to forward at once.
+    """
+
+    def __init__(self, target: str, faults: list) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.faults = list(faults)
+        self.seen = 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output quiet
+                pass
+
+            def do_GET(self) -> None:
+                self._forward(None)
+
+            def do_POST(self) -> None:
+                self._forward(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+            def _forward(self, body) -> None:
+                with proxy.lock:
+                    proxy.seen += 1
+                    fault = proxy.faults.pop(0) if proxy.faults and body is not None else None
+                if isinstance(fault, int):
+                    self.send_response(fault)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if isinstance(fault, float):
+                    time.sleep(fault)
+                url = target.removesuffix("/v1") + self.path
+                reply = httpx.request(
+                    self.command, url, content=body, headers={"Content-Type": "application/json"}, timeout=120
+                )
+                self.send_response(reply.status_code)
+                self.send_header("Content-Type", reply.headers.get("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_injected_500_429_and_slow_responses_are_retried(tiny_model_path, server):
+    direct = IRanker(tiny_model_path, "openai", base_url=server.url, **SMALL).rank(QUERY, TEXTS)
+    proxy = FaultyProxy(server.url, [500, 429, 503, 3.0, None, 500])
+    try:
+        engine = OpenAIEngine(tiny_model_path, base_url=proxy.url, timeout=1.5, max_retries=5, backoff=0.05)
+        ranking = IRanker(engine=engine, **SMALL).rank(QUERY, TEXTS)
+    finally:
+        proxy.close()
+    assert ranking.order == direct.order  # faults cost retries, not results
+    assert proxy.seen > len(ranking.trace)  # the failed attempts did reach the proxy
+    engine.close()
+
+
+def test_faults_beyond_the_retry_budget_fail_clearly(tiny_model_path, server):
+    proxy = FaultyProxy(server.url, [500] * 10)
+    try:
+        engine = OpenAIEngine(tiny_model_path, base_url=proxy.url, max_retries=2, backoff=0.01)
+        with pytest.raises(EngineError, match=rf"{proxy.url} failed .* after 3 attempts.*500"):
+            IRanker(engine=engine, **SMALL).rank(QUERY, TEXTS)
+    finally:
+        proxy.close()
+    engine.close()
+
+
+def test_server_killed_and_restarted_mid_run_resumes(tiny_model_path, tmp_path):
+    first = Server(tiny_model_path, tmp_path / "first.log")
+    first.wait_ready()
+    port = first.port
+    # backoff 0.5 s doubling over 8 retries waits ~2 min in all: enough for a restart (~30 s)
+    engine = OpenAIEngine(tiny_model_path, base_url=first.url, timeout=10.0, max_retries=8, backoff=0.5)
+    ranker = IRanker(engine=engine, **SMALL)
+    queries = [f"{QUERY} {i}" for i in range(4)]
+    restarted: list[Server] = []
+
+    def crash_and_restart() -> None:
+        while engine.stats()["calls"] < 1:
+            time.sleep(0.02)
+        first.kill(signal.SIGKILL)
+        restarted.append(Server(tiny_model_path, tmp_path / "second.log", port=port))  # same URL
+
+    try:
+        crash = threading.Thread(target=crash_and_restart, daemon=True)
+        crash.start()
+        rankings = ranker.rank_many(queries, [TEXTS] * len(queries))
+        crash.join(timeout=60)
+    finally:
+        first.kill()
+        for server in restarted:
+            server.kill()
+    assert all(sorted(r.order) == list(range(len(TEXTS))) for r in rankings)
+    assert all(not (step.fallback or "").startswith("engine error") for r in rankings for step in r.trace)
+    engine.close()

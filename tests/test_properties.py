@@ -93,3 +93,67 @@ def test_any_model_output_gives_a_permutation(tokenizer, cls, options):
                 assert step.fallback  # every fallback is recorded
 
     check()
+
+
+@pytest.fixture(scope="module")
+def lucene(tmp_path_factory):
+    """A real Lucene index of ten small documents, for the pyserini adapter."""
+    import json
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("lucene")
+    (root / "docs").mkdir()
+    docs = "".join(json.dumps({"id": f"d{i}", "contents": f"document {i} text"}) + "\n" for i in range(10))
+    (root / "docs" / "docs.jsonl").write_text(docs)
+    subprocess.run(
+        [sys.executable, "-m", "r1ranker_plugins.integrations.jvm", "pyserini.index.lucene", "--collection",
+         "JsonCollection", "--input", str(root / "docs"), "--index", str(root / "index"), "--generator",
+         "DefaultLuceneDocumentGenerator", "--threads", "1", "--storeRaw"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    from r1ranker_plugins.integrations.pyserini import searcher
+
+    return searcher(str(root / "index"))
+
+
+@pytest.mark.parametrize("adapter", ["rerankers", "langchain", "llama_index", "pyserini"])
+def test_any_model_output_gives_a_permutation_through_adapters(tokenizer, lucene, adapter):
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from r1ranker_plugins.integrations.langchain import R1RankerCompressor
+    from r1ranker_plugins.integrations.llama_index import R1RankerPostprocessor
+    from r1ranker_plugins.integrations.pyserini import PyseriniReranker
+    from r1ranker_plugins.integrations.rerankers import R1Ranker
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(
+        replies=st.lists(completions, min_size=1, max_size=4),
+        n=st.integers(0, 8),
+        strategy=st.sampled_from([IRanker, DRanker, SetwiseRanker]),
+        seed=st.integers(0, 100),
+    )
+    def check(replies, n, strategy, seed):
+        ranker = strategy(engine=AdversarialEngine(replies, tokenizer, truncated=False))
+        texts = [c.text for c in make_candidates(n, seed)]
+        if adapter == "rerankers":
+            results = R1Ranker(ranker=ranker).rank("q", texts, doc_ids=[f"x{i}" for i in range(n)])
+            ids, scores = [r.doc_id for r in results], [r.score for r in results]
+        elif adapter == "langchain":
+            docs = [Document(page_content=t, metadata={"i": i}) for i, t in enumerate(texts)]
+            out = R1RankerCompressor(ranker=ranker, top_n=n).compress_documents(docs, "q")
+            ids, scores = [f"x{d.metadata['i']}" for d in out], [d.metadata.get("relevance_score") for d in out]
+        elif adapter == "llama_index":
+            nodes = [NodeWithScore(node=TextNode(text=t, id_=f"x{i}")) for i, t in enumerate(texts)]
+            out = R1RankerPostprocessor(ranker=ranker, top_n=n).postprocess_nodes(nodes, query_str="q")
+            ids, scores = [x.node.node_id for x in out], [x.score for x in out]
+        else:
+            hits = [(f"d{i}", float(n - i)) for i in range(n)]
+            [ranking] = PyseriniReranker(lucene, ranker).rerank_run({"1": hits}, {"1": "q"}, progress=False).values()
+            ids = [f"x{int(c.id[1:])}" for c in ranking.ranked]
+            scores = ranking.scores
+        assert sorted(ids) == sorted(f"x{i}" for i in range(n))
+        assert all(a > b for a, b in itertools.pairwise(scores))
+
+    check()
