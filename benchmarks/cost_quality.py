@@ -102,6 +102,16 @@ VARIANTS: dict[str, tuple[type, str, dict[str, Any]]] = {
         {"depth": 100, "mode": "tournament", "group_size": 25, "margin": 2},
     ),
     "iranker/tournament-g34": (IRanker, "tournament", {"depth": 100, "mode": "tournament", "group_size": 34}),
+    "iranker/tournament-g34-m5-1by1": (
+        IRanker,
+        "tournament",
+        {"depth": 100, "mode": "tournament", "group_size": 34, "margin": 5, "ordering": "one-by-one"},
+    ),
+    "iranker/tournament-g25-m5-1by1": (
+        IRanker,
+        "tournament",
+        {"depth": 100, "mode": "tournament", "group_size": 25, "margin": 5, "ordering": "one-by-one"},
+    ),
     "dranker/full-list": (DRanker, "full-list", {"depth": 100}),
     "setwise/heapsort-c19-k10": (SetwiseRanker, "heapsort-c19-k10", {"depth": 100, "num_child": 19, "k": 10}),
     "listwise/sliding-w20-s10": (SlidingWindowRanker, "sliding-w20-s10", {"depth": 100}),

@@ -12,6 +12,7 @@ measurement (in-process vLLM) so neither mode inherits the other's cached prompt
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -28,7 +29,12 @@ from r1ranker_plugins.engines import Engine, close_all, get_engine
 from r1ranker_plugins.runs import data_dir, read_rankgpt_json
 from r1ranker_plugins.types import Completion, Request
 
-STRATEGIES = {"iranker": IRanker, "dranker": DRanker, "setwise": SetwiseRanker}
+STRATEGIES = {
+    "iranker": IRanker,
+    "iranker-tournament": functools.partial(IRanker, mode="tournament"),
+    "dranker": DRanker,
+    "setwise": SetwiseRanker,
+}
 
 
 class FixedLengthEngine(Engine):

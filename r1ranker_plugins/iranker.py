@@ -73,7 +73,8 @@ class IRanker(R1Prompting, Ranker):
     (recommendation: movie | item), `system_verb` ("thinks" as in training, "think" as in
     the rec/routing evaluators), `mode` ("paper" or "tournament", see the module docstring),
     and for the tournament `top_k` (how many to order fully), `group_size`, `margin` (extra
-    survivors per group, a safety net against wrong eliminations).
+    survivors per group, a safety net against wrong eliminations) and `ordering` of the top k
+    ("halving", or "one-by-one": the paper's loop, k-1 more rounds, one decision per call).
     """
 
     strategy = "iranker"
@@ -91,6 +92,7 @@ class IRanker(R1Prompting, Ranker):
         top_k: int = 10,
         group_size: int = 25,
         margin: int = 0,
+        ordering: str = "halving",
         **options: Any,
     ) -> None:
         if top_k < 1 or group_size < 2 or margin < 0:
@@ -101,14 +103,20 @@ class IRanker(R1Prompting, Ranker):
         self.top_k = top_k
         self.group_size = group_size
         self.margin = margin
+        self.ordering = validate_choice("ordering", ordering, ("halving", "one-by-one"))
 
     def steps(
         self, query: Any, candidates: list[Candidate], texts: list[str], trace: list[TraceStep]
     ) -> StepMachine[list[int]]:
         if self.mode == "tournament":
             return (yield from self._tournament(query, candidates, texts, trace))
-        remaining = list(range(len(candidates)))
-        eliminated: list[int] = []
+        return (yield from self._one_by_one(query, candidates, texts, trace, list(range(len(candidates)))))
+
+    def _one_by_one(
+        self, query: Any, candidates: list[Candidate], texts: list[str], trace: list[TraceStep], shown: list[int]
+    ) -> StepMachine[list[int]]:
+        """The paper's loop: eliminate one per call; survivor first, then eliminations reversed."""
+        remaining, eliminated = list(shown), []
         while len(remaining) > 1:
             [out] = yield from self._eliminate(query, candidates, texts, trace, remaining, 1)
             eliminated.append(out)
@@ -134,7 +142,8 @@ class IRanker(R1Prompting, Ranker):
             out = sorted(p for eliminated in (yield from gather(jobs)) for p in eliminated)
             rounds.append(out)
             survivors = [p for p in survivors if p not in set(out)]
-        top = yield from self._order(query, candidates, texts, trace, survivors)
+        order = self._order if self.ordering == "halving" else self._one_by_one
+        top = yield from order(query, candidates, texts, trace, survivors)
         return top + [p for out in reversed(rounds) for p in out]
 
     def _order(
