@@ -1,7 +1,7 @@
 """LangChain: a ContextualCompressionRetriever = BM25 retriever + r1ranker compressor, over SciFact.
 
-    python examples/langchain_compression.py                     # offline, tiny random-weight model
-    python examples/langchain_compression.py --model Qwen/Qwen2.5-3B-Instruct --backend vllm
+python examples/langchain_compression.py                     # offline, tiny random-weight model
+python examples/langchain_compression.py --model Qwen/Qwen2.5-3B-Instruct --backend vllm
 """
 
 import json

@@ -1,7 +1,7 @@
 """LlamaIndex: a RAG query engine over SciFact whose retrieved nodes are reranked by an r1ranker.
 
-    python examples/llama_index_scifact.py                       # offline: retrieval + rerank, no answer LLM
-    python examples/llama_index_scifact.py --model Qwen/Qwen2.5-3B-Instruct --backend vllm --answer-llm
+python examples/llama_index_scifact.py                       # offline: retrieval + rerank, no answer LLM
+python examples/llama_index_scifact.py --model Qwen/Qwen2.5-3B-Instruct --backend vllm --answer-llm
 """
 
 import json

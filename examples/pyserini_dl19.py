@@ -35,12 +35,51 @@ topics = (dl19 / "topics.tsv").read_text().splitlines()[: args.queries]
 (work / "topics.tsv").write_text("\n".join(topics) + "\n")
 
 run = [sys.executable, "-m"]
-subprocess.run([*run, "r1ranker_plugins.integrations.jvm", "pyserini.index.lucene", "--collection", "JsonCollection",
-                "--input", str(work / "docs"), "--index", str(work / "index"), "--generator",
-                "DefaultLuceneDocumentGenerator", "--threads", "1", "--storeRaw"], check=True, capture_output=True)
+subprocess.run(
+    [
+        *run,
+        "r1ranker_plugins.integrations.jvm",
+        "pyserini.index.lucene",
+        "--collection",
+        "JsonCollection",
+        "--input",
+        str(work / "docs"),
+        "--index",
+        str(work / "index"),
+        "--generator",
+        "DefaultLuceneDocumentGenerator",
+        "--threads",
+        "1",
+        "--storeRaw",
+    ],
+    check=True,
+    capture_output=True,
+)
 tiny = ["--max-new-tokens", "8", "--max-candidate-tokens", "48"] if args.model.endswith("tiny-qwen2") else []
-subprocess.run([*run, "r1ranker_plugins.integrations.pyserini", "--index", str(work / "index"), "--topics",
-                str(work / "topics.tsv"), "--output", str(work / "reranked.trec"), "--strategy", args.strategy,
-                "--model", args.model, "--backend", args.backend, "--hits", str(args.hits),
-                "--qrels", str(dl19 / "qrels.txt"), "--metric", "ndcg_cut.10", *tiny], check=True)
+subprocess.run(
+    [
+        *run,
+        "r1ranker_plugins.integrations.pyserini",
+        "--index",
+        str(work / "index"),
+        "--topics",
+        str(work / "topics.tsv"),
+        "--output",
+        str(work / "reranked.trec"),
+        "--strategy",
+        args.strategy,
+        "--model",
+        args.model,
+        "--backend",
+        args.backend,
+        "--hits",
+        str(args.hits),
+        "--qrels",
+        str(dl19 / "qrels.txt"),
+        "--metric",
+        "ndcg_cut.10",
+        *tiny,
+    ],
+    check=True,
+)
 print(f"run written to {work / 'reranked.trec'}")

@@ -1,7 +1,7 @@
 """rerankers: load an r1ranker through `Reranker(..., model_type="r1ranker")`.
 
-    python examples/rerankers_quickstart.py                      # offline, tiny random-weight model
-    python examples/rerankers_quickstart.py --model Qwen/Qwen2.5-3B-Instruct --backend vllm
+python examples/rerankers_quickstart.py                      # offline, tiny random-weight model
+python examples/rerankers_quickstart.py --model Qwen/Qwen2.5-3B-Instruct --backend vllm
 """
 
 from _common import parse_args, ranker_options
@@ -10,8 +10,9 @@ from rerankers import Reranker
 import r1ranker_plugins.integrations.rerankers  # noqa: F401  (registers model_type="r1ranker")
 
 args = parse_args(__doc__)
-ranker = Reranker(args.model, model_type="r1ranker", strategy=args.strategy, backend=args.backend,
-                  verbose=0, **ranker_options(args))
+ranker = Reranker(
+    args.model, model_type="r1ranker", strategy=args.strategy, backend=args.backend, verbose=0, **ranker_options(args)
+)
 results = ranker.rank(
     query="how do solar panels produce electricity",
     docs=[

@@ -1,8 +1,8 @@
 """LangChain adapter: a document compressor for `ContextualCompressionRetriever`.
 
-    from langchain_classic.retrievers import ContextualCompressionRetriever
-    compressor = R1RankerCompressor(model="Qwen/Qwen2.5-3B-Instruct", strategy="iranker", top_n=5)
-    retriever = ContextualCompressionRetriever(base_compressor=compressor, base_retriever=bm25)
+from langchain_classic.retrievers import ContextualCompressionRetriever
+compressor = R1RankerCompressor(model="Qwen/Qwen2.5-3B-Instruct", strategy="iranker", top_n=5)
+retriever = ContextualCompressionRetriever(base_compressor=compressor, base_retriever=bm25)
 """
 
 from __future__ import annotations
@@ -49,9 +49,7 @@ class R1RankerCompressor(_compressor.BaseDocumentCompressor):
         ranking = self._ranker.rank(query, [doc.page_content for doc in documents])
         return self._select(documents, ranking)
 
-    async def acompress_documents(
-        self, documents: Sequence[Any], query: str, callbacks: Any = None
-    ) -> Sequence[Any]:
+    async def acompress_documents(self, documents: Sequence[Any], query: str, callbacks: Any = None) -> Sequence[Any]:
         if not documents:
             return []
         ranking = await self._ranker.arank(query, [doc.page_content for doc in documents])

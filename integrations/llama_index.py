@@ -1,7 +1,7 @@
 """LlamaIndex adapter: a node postprocessor for query engines and retrievers.
 
-    postprocessor = R1RankerPostprocessor(model="Qwen/Qwen2.5-3B-Instruct", strategy="iranker", top_n=5)
-    engine = index.as_query_engine(similarity_top_k=20, node_postprocessors=[postprocessor])
+postprocessor = R1RankerPostprocessor(model="Qwen/Qwen2.5-3B-Instruct", strategy="iranker", top_n=5)
+engine = index.as_query_engine(similarity_top_k=20, node_postprocessors=[postprocessor])
 """
 
 from __future__ import annotations

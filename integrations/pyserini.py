@@ -94,10 +94,7 @@ class PyseriniReranker:
 
 
 def _scored(ranking: Ranking) -> list[Candidate]:
-    return [
-        Candidate(c.id, c.text, c.metadata, score)
-        for c, score in zip(ranking.ranked, ranking.scores, strict=True)
-    ]
+    return [Candidate(c.id, c.text, c.metadata, score) for c, score in zip(ranking.ranked, ranking.scores, strict=True)]
 
 
 def trec_eval(qrels: str, run: str, *metrics: str, extra: Sequence[str] = ("-c",)) -> str:

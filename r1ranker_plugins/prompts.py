@@ -161,7 +161,7 @@ ROUTING_RANK = {
 
 _MULTI_ELIMINATE = {
     "passage": (
-        'Select the least likely passage from the candidate list. Only return the passage ID corresponding to the '
+        "Select the least likely passage from the candidate list. Only return the passage ID corresponding to the "
         'excluded passage (e.g., "passage x"). You MUST choose one passage from the candidate list.',
         "Select the {count} least likely passages from the candidate list. Only return the passage IDs "
         'corresponding to the excluded passages, one per line (e.g., "passage x"). You MUST choose {count} '

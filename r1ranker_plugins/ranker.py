@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .checkpoint import read_ranker_config
 from .engines import Engine, EngineError, get_engine
-from .prompts import ITEM_TYPES, SCENARIOS, TASKS
+from .prompts import TASKS
 from .steps import StepMachine, arun, gather, run
 from .types import Candidate, Ranking, TraceStep
 
@@ -166,9 +165,6 @@ class Ranker:
                 self._degrade(error, [job])
         return job.finish(order)
 
-    async def arank_many(self, queries, candidate_lists) -> list[Ranking]:
-        return await asyncio.gather(*(self.arank(q, c) for q, c in zip(queries, candidate_lists, strict=True)))
-
     # -- internals ------------------------------------------------------------------------
     def _prepare(self, query: Any, candidates: Sequence[Candidate | str]) -> _Job:
         self._check_query(query)
@@ -243,4 +239,4 @@ def validate_choice(name: str, value: str, choices: Sequence[str]) -> str:
     return value
 
 
-__all__ = ["ITEM_TYPES", "SCENARIOS", "Ranker", "as_candidates", "validate_choice"]
+__all__ = ["ENGINE_ERROR_POLICIES", "Ranker", "as_candidates", "validate_choice"]

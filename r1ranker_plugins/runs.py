@@ -160,7 +160,8 @@ def resume_run(path: str | Path, expected: dict[str, int]) -> set[str]:
         if len(fields) == 6:
             blocks.setdefault(fields[0], []).append(line)
     done = {
-        qid for qid, lines in blocks.items()
+        qid
+        for qid, lines in blocks.items()
         if qid in expected and len({line.split()[2] for line in lines}) == len(lines) == expected[qid]
     }
     partial = path.with_name(path.name + ".partial")

@@ -14,8 +14,17 @@ from r1ranker_plugins.checkpoint import write_ranker_config
 def checkpoint(tiny_model_path, tmp_path):
     path = tmp_path / "ckpt"
     shutil.copytree(tiny_model_path, path)
-    write_ranker_config(path, {"config_version": 1, "prompt_version": 1, "strategy": "iranker", "task": "routing",
-                               "system_verb": "think", "scenario": "cost"})
+    write_ranker_config(
+        path,
+        {
+            "config_version": 1,
+            "prompt_version": 1,
+            "strategy": "iranker",
+            "task": "routing",
+            "system_verb": "think",
+            "scenario": "cost",
+        },
+    )
     return str(path)
 
 
@@ -43,8 +52,17 @@ def test_setwise_adapter_config_sets_the_label_format(tiny_model_path, tmp_path)
     adapter = tmp_path / "adapter"
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
     get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
-    write_ranker_config(adapter, {"config_version": 1, "prompt_version": 1, "strategy": "setwise",
-                                  "task": "passage", "label_colon": True, "adapter": True})
+    write_ranker_config(
+        adapter,
+        {
+            "config_version": 1,
+            "prompt_version": 1,
+            "strategy": "setwise",
+            "task": "passage",
+            "label_colon": True,
+            "adapter": True,
+        },
+    )
     ranker = SetwiseRanker(tiny_model_path, lora=str(adapter), max_new_tokens=4)
     assert ranker.label_colon is True
     ranking = ranker.rank("q", ["first", "second", "third"])

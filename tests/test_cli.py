@@ -189,8 +189,22 @@ def test_rerank_resumes_an_interrupted_run(tiny_model_path, shared_data, tmp_pat
     source = shared_data / "passage" / "dl19" / "bm25_top100.json"
     runs = read_rankgpt_json(source)[:4]
     out = tmp_path / "run.trec"
-    args = ["rerank", "--input", str(source), "--limit", "4", "--strategy", "dranker", "--model", tiny_model_path,
-            "--depth", "5", "--output", str(out), *FAST]
+    args = [
+        "rerank",
+        "--input",
+        str(source),
+        "--limit",
+        "4",
+        "--strategy",
+        "dranker",
+        "--model",
+        tiny_model_path,
+        "--depth",
+        "5",
+        "--output",
+        str(out),
+        *FAST,
+    ]
     assert main(args) == 0
     complete = out.read_text().splitlines()
     # an interruption: the last query was cut half-way through its write
@@ -208,8 +222,25 @@ def test_rerank_killed_with_sigterm_then_restarted(tiny_model_path, shared_data,
 
     source = shared_data / "passage" / "dl19" / "bm25_top100.json"
     out = tmp_path / "run.trec"
-    command = [sys.executable, "-m", "r1ranker_plugins.cli", "rerank", "--input", str(source), "--limit", "6",
-               "--strategy", "iranker", "--model", tiny_model_path, "--depth", "10", "--output", str(out), *FAST]
+    command = [
+        sys.executable,
+        "-m",
+        "r1ranker_plugins.cli",
+        "rerank",
+        "--input",
+        str(source),
+        "--limit",
+        "6",
+        "--strategy",
+        "iranker",
+        "--model",
+        tiny_model_path,
+        "--depth",
+        "10",
+        "--output",
+        str(out),
+        *FAST,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(8)
     process.send_signal(signal.SIGTERM)
@@ -227,9 +258,28 @@ def test_on_engine_error_policy(tiny_model_path, shared_data, tmp_path, capsys, 
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
     source = shared_data / "passage" / "dl19" / "bm25_top100.json"
     out = tmp_path / "run.trec"
-    args = ["rerank", "--input", str(source), "--limit", "3", "--strategy", "iranker", "--model", tiny_model_path,
-            "--backend", "openai", "--base-url", dead, "--depth", "5", "--output", str(out),
-            "--on-engine-error", policy, *FAST]
+    args = [
+        "rerank",
+        "--input",
+        str(source),
+        "--limit",
+        "3",
+        "--strategy",
+        "iranker",
+        "--model",
+        tiny_model_path,
+        "--backend",
+        "openai",
+        "--base-url",
+        dead,
+        "--depth",
+        "5",
+        "--output",
+        str(out),
+        "--on-engine-error",
+        policy,
+        *FAST,
+    ]
     if policy == "raise":
         code = main(args)
     else:

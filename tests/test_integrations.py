@@ -34,8 +34,9 @@ def test_rerankers_registry_returns_our_ranker(model):
 
     ranker = Reranker(model, model_type="r1ranker", strategy="dranker", verbose=0, **OPTIONS)
     assert isinstance(ranker, R1Ranker)
-    results = ranker.rank("how do solar panels work", TEXTS, doc_ids=["a", "b", "c", "d"],
-                          metadata=[{"n": i} for i in range(4)])
+    results = ranker.rank(
+        "how do solar panels work", TEXTS, doc_ids=["a", "b", "c", "d"], metadata=[{"n": i} for i in range(4)]
+    )
     assert is_permutation_with_decreasing_scores([r.doc_id for r in results], [r.score for r in results], "abcd")
     assert [r.rank for r in results] == [1, 2, 3, 4]
     assert {r.document.metadata["n"] for r in results} == {0, 1, 2, 3}

@@ -34,9 +34,21 @@ def index(dl19, tmp_path_factory):
         for docid, text in seen.items():
             out.write(json.dumps({"id": docid, "contents": text}) + "\n")
     command = [
-        sys.executable, "-m", "r1ranker_plugins.integrations.jvm", "pyserini.index.lucene",
-        "--collection", "JsonCollection", "--input", str(root / "docs"), "--index", str(root / "index"),
-        "--generator", "DefaultLuceneDocumentGenerator", "--threads", "1", "--storeRaw",
+        sys.executable,
+        "-m",
+        "r1ranker_plugins.integrations.jvm",
+        "pyserini.index.lucene",
+        "--collection",
+        "JsonCollection",
+        "--input",
+        str(root / "docs"),
+        "--index",
+        str(root / "index"),
+        "--generator",
+        "DefaultLuceneDocumentGenerator",
+        "--threads",
+        "1",
+        "--storeRaw",
     ]
     subprocess.run(command, check=True, capture_output=True, timeout=300)
     return str(root / "index")
@@ -68,11 +80,28 @@ def test_command_line_bm25_rerank_and_trec_eval(index, dl19, tiny_model_path, tm
     qids = sorted(topics)[:4]
     (tmp_path / "topics.tsv").write_text("".join(f"{q}\t{topics[q]}\n" for q in qids))
     output = tmp_path / "reranked.trec"
-    code = main([
-        "--index", index, "--topics", str(tmp_path / "topics.tsv"), "--output", str(output),
-        "--strategy", "iranker", "--model", tiny_model_path, "--hits", "10", "--max-new-tokens", "4",
-        "--max-candidate-tokens", "16", "--qrels", str(dl19 / "qrels.txt"),
-    ])
+    code = main(
+        [
+            "--index",
+            index,
+            "--topics",
+            str(tmp_path / "topics.tsv"),
+            "--output",
+            str(output),
+            "--strategy",
+            "iranker",
+            "--model",
+            tiny_model_path,
+            "--hits",
+            "10",
+            "--max-new-tokens",
+            "4",
+            "--max-candidate-tokens",
+            "16",
+            "--qrels",
+            str(dl19 / "qrels.txt"),
+        ]
+    )
     assert code == 0
     run = defaultdict(list)
     for line in output.read_text().splitlines():
