@@ -7,6 +7,7 @@ validated on read; a model without it (any plain base model) simply has no ranke
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -83,19 +84,27 @@ def read_ranker_config(model_or_path: str, *, revision: str | None = None) -> di
         return _parse(path.read_text(encoding="utf-8"), str(path))
     if local.exists() or not _HUB_ID.match(model_or_path):
         return None
+    downloaded = _hub_config_file(model_or_path, revision)
+    if downloaded is None:
+        return None
+    return _parse(Path(downloaded).read_text(encoding="utf-8"), f"{model_or_path}/{CONFIG_NAME}")
+
+
+@functools.lru_cache(maxsize=64)
+def _hub_config_file(repo_id: str, revision: str | None) -> str | None:
+    """Local path of a Hub model's r1ranker.json, or None; cached, so building many rankers (or
+    adapters) for one model asks the Hub once per process."""
     try:
         from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 
-        cached = try_to_load_from_cache(model_or_path, CONFIG_NAME, revision=revision)
+        cached = try_to_load_from_cache(repo_id, CONFIG_NAME, revision=revision)
         if isinstance(cached, str):
-            downloaded = cached
-        elif constants.HF_HUB_OFFLINE or cached is not None:  # offline, or known to be absent
+            return cached
+        if constants.HF_HUB_OFFLINE or cached is not None:  # offline, or known to be absent
             return None
-        else:
-            downloaded = hf_hub_download(model_or_path, CONFIG_NAME, revision=revision, etag_timeout=5)
+        return hf_hub_download(repo_id, CONFIG_NAME, revision=revision, etag_timeout=5)
     except Exception:  # any hub, offline or missing-file error means "no ranker config"
         return None
-    return _parse(Path(downloaded).read_text(encoding="utf-8"), f"{model_or_path}/{CONFIG_NAME}")
 
 
 def _parse(text: str, source: str) -> dict[str, Any]:

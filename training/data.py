@@ -31,6 +31,7 @@ from r1ranker_plugins.datasets import (
     ranking_bench_rows,
     rng_for,
 )
+from r1ranker_plugins.engines.base import truncate_text
 from r1ranker_plugins.prompts import r1_chat, setwise_messages
 
 STRATEGIES = ("iranker", "dranker", "setwise")
@@ -82,23 +83,16 @@ def _first_n(query: EvalQuery, n: int) -> EvalQuery:
     return EvalQuery(query.qid, query.query, candidates, grades, query.target)
 
 
-def truncate(text: str, tokenizer: Any, max_tokens: int) -> str:
-    """The first `max_tokens` tokens of `text`, the rankers' truncation (`Engine.truncate`)."""
-    text = text[: max_tokens * 16]
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    return text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
-
-
 def _truncated(query: EvalQuery, config: DataConfig, tokenizer: Any) -> EvalQuery:
     if config.max_candidate_tokens is not None:
         query.candidates = [
-            dataclasses.replace(c, text=truncate(c.text, tokenizer, config.max_candidate_tokens))
+            dataclasses.replace(c, text=truncate_text(tokenizer, c.text, config.max_candidate_tokens))
             for c in query.candidates
         ]
     if config.max_query_tokens is not None and isinstance(query.query, str):
-        query.query = truncate(query.query, tokenizer, config.max_query_tokens)
+        query.query = truncate_text(tokenizer, query.query, config.max_query_tokens)
     elif config.max_candidate_tokens is not None and not isinstance(query.query, str):  # a user's history
-        query.query = [truncate(item, tokenizer, config.max_candidate_tokens) for item in query.query]
+        query.query = [truncate_text(tokenizer, item, config.max_candidate_tokens) for item in query.query]
     return query
 
 

@@ -128,12 +128,7 @@ class Engine:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def truncate(self, text: str, max_tokens: int) -> str:
-        """Cut `text` to `max_tokens` tokens of the model's tokenizer (bounded work for huge texts)."""
-        text = text[: max_tokens * 16]
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        if len(ids) <= max_tokens:
-            return text
-        return self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
+        return truncate_text(self.tokenizer, text, max_tokens)
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -192,6 +187,23 @@ class MicroBatcher:
             for requests, future in jobs:
                 future.set_result(completions[start : start + len(requests)])
                 start += len(requests)
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's first line, for one-line error messages that name the model or URL."""
+    return str(error).strip().split("\n", 1)[0] or type(error).__name__
+
+
+def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:
+    """Cut `text` to `max_tokens` tokens of `tokenizer` (bounded work for huge texts).
+
+    The one truncation rule, shared by inference and training data.
+    """
+    text = text[: max_tokens * 16]
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) <= max_tokens:
+        return text
+    return tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
 
 
 def resolve_model_path(model: str) -> str:

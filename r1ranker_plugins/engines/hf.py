@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..types import Completion, Request
-from .base import Engine, EngineError, resolve_model_path
+from .base import Engine, EngineError, first_line, resolve_model_path
 
 
 class TransformersEngine(Engine):
@@ -58,7 +58,7 @@ class TransformersEngine(Engine):
                         trust_remote_code=self.trust_remote_code,
                     )
                 except (OSError, ValueError) as error:  # transformers 5 raises both
-                    raise EngineError(f"cannot load the tokenizer of {self.model!r}: {_first_line(error)}") from error
+                    raise EngineError(f"cannot load the tokenizer of {self.model!r}: {first_line(error)}") from error
                 self._tokenizer.padding_side = "left"
                 if self._tokenizer.pad_token is None:
                     self._tokenizer.pad_token = self._tokenizer.eos_token
@@ -74,7 +74,7 @@ class TransformersEngine(Engine):
                     self.model, revision=self.revision, trust_remote_code=self.trust_remote_code
                 )
             except (OSError, ValueError) as error:
-                raise EngineError(f"cannot load the config of {self.model!r}: {_first_line(error)}") from error
+                raise EngineError(f"cannot load the config of {self.model!r}: {first_line(error)}") from error
             self._context_length = getattr(config, "max_position_embeddings", None) or 0
         return self._context_length or None
 
@@ -92,7 +92,7 @@ class TransformersEngine(Engine):
                         trust_remote_code=self.trust_remote_code,
                     )
                 except (OSError, ValueError) as error:
-                    raise EngineError(f"cannot load model {self.model!r}: {_first_line(error)}") from error
+                    raise EngineError(f"cannot load model {self.model!r}: {first_line(error)}") from error
                 if self.lora:
                     from peft import PeftModel
 
@@ -206,7 +206,3 @@ def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str | None:
         return None
     position, string = min(hits)
     return text[: position + len(string)]
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().split("\n", 1)[0]

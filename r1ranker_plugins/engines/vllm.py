@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..types import Completion, Request
-from .base import Engine, EngineError, resolve_model_path
+from .base import Engine, EngineError, first_line, resolve_model_path
 
 
 class VLLMEngine(Engine):
@@ -72,7 +72,7 @@ class VLLMEngine(Engine):
                         self.model, revision=self.revision, trust_remote_code=self.trust_remote_code
                     )
                 except (OSError, ValueError) as error:  # transformers 5 raises both
-                    raise EngineError(f"cannot load the tokenizer of {self.model!r}: {_first_line(error)}") from error
+                    raise EngineError(f"cannot load the tokenizer of {self.model!r}: {first_line(error)}") from error
             return self._tokenizer
 
     @property
@@ -90,7 +90,7 @@ class VLLMEngine(Engine):
                 try:
                     self._llm = LLM(model=self.model, **self.llm_args)
                 except Exception as error:  # vLLM raises many types for a bad model or config
-                    raise EngineError(f"cannot start vLLM for model {self.model!r}: {_first_line(error)}") from error
+                    raise EngineError(f"cannot start vLLM for model {self.model!r}: {first_line(error)}") from error
                 _track(self._llm, in_process=_in_process())
                 if self.lora:
                     self._lora_request = LoRARequest("r1ranker-lora", 1, self.lora)
@@ -122,7 +122,7 @@ class VLLMEngine(Engine):
                     tokenization_kwargs={"add_special_tokens": False},
                 )
             except Exception as error:
-                raise EngineError(f"vLLM failed on model {self.model!r}: {_first_line(error)}") from error
+                raise EngineError(f"vLLM failed on model {self.model!r}: {first_line(error)}") from error
         self.count(
             batches=1,
             prefix_cache_queries=sum(len(o.prompt_token_ids or ()) for o in outputs),
@@ -227,7 +227,3 @@ def full_text(tokenizer: Any, text: str, token_ids: Sequence[int] | None, stop_r
     if isinstance(stop_reason, str) or not token_ids:
         return text
     return tokenizer.decode(list(token_ids), skip_special_tokens=True)
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().split("\n", 1)[0] or type(error).__name__
