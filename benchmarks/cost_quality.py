@@ -1,10 +1,13 @@
 """Ranking quality against cost, on DL19 BM25 top-100 -> top-10, with a SIMULATED judge.
 
 The judge is a simulation (`r1ranker_plugins.testing.SimulatedJudge`): it answers every prompt
-from the DL19 relevance labels, wrong with probability `error_rate`, through the real prompt and
-parsing code. It measures the ranking algorithms and what they cost, never a model.
+from the DL19 relevance labels, wrong with probability `error_rate` per decision, through the real
+prompt and parsing code. It measures the ranking algorithms and what they cost, never a model.
+Both of its error models run: "uniform" (a wrong answer is a random candidate; each of a
+multi-elimination's names can drop a random kept candidate) and "local" (a wrong answer is a
+neighbour in a noisily sorted list). Error rate 0 is deterministic and runs once.
 
-    python benchmarks/cost_quality.py --out runs/cost_quality.json [--seeds 3] [--limit 43]
+    python benchmarks/cost_quality.py --out runs/cost_quality.json [--seeds 3] [--paper-seeds 1] [--limit 43]
 
 Prints a JSON list of rows and a table; writes the rows (`--out`) and a plot of NDCG@10 against
 prompt tokens per query (`--plot`, default next to `--out`).
@@ -29,7 +32,7 @@ from r1ranker_plugins.engines import Engine
 from r1ranker_plugins.evaluation import judge_labels
 from r1ranker_plugins.metrics import mean_metrics, score_run
 from r1ranker_plugins.steps import StepMachine
-from r1ranker_plugins.testing import SimulatedJudge, query_key
+from r1ranker_plugins.testing import ERROR_MODELS, SimulatedJudge, query_key
 from r1ranker_plugins.types import Candidate, TraceStep
 
 
@@ -118,9 +121,9 @@ VARIANTS: dict[str, tuple[type, str, dict[str, Any]]] = {
 }
 
 
-def run_variant(name: str, evalset, error_rate: float, seed: int) -> dict[str, Any]:
+def run_variant(name: str, error_model: str, error_rate: float, seed: int, evalset) -> dict[str, Any]:
     cls, variant, options = VARIANTS[name]
-    meter = Meter(SimulatedJudge(judge_labels(evalset), error_rate, seed))
+    meter = Meter(SimulatedJudge(judge_labels(evalset), error_rate, seed, error_model=error_model))
     ranker = cls(engine=meter, max_query_tokens=100_000, **options)
     queries = evalset.queries
     rankings = ranker.rank_many([q.query for q in queries], [q.candidates for q in queries])
@@ -130,6 +133,7 @@ def run_variant(name: str, evalset, error_rate: float, seed: int) -> dict[str, A
     row: dict[str, Any] = {
         "strategy": name.split("/")[0],
         "variant": variant if name.split("/")[0] != "iranker" else name.split("/")[1],
+        "error_model": error_model,
         "error_rate": error_rate,
         "seed": seed,
         "ndcg@10": round(ndcg, 4),
@@ -148,11 +152,20 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean over seeds per (strategy, variant, error rate)."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        groups[(row["strategy"], row["variant"], row["error_rate"])].append(row)
+        groups[(row["strategy"], row["variant"], row["error_model"], row["error_rate"])].append(row)
     out = []
-    for (strategy, variant, error), group in groups.items():
+    for (strategy, variant, model, error), group in groups.items():
         mean = {k: round(statistics.mean(r[k] for r in group), 4) for k in group[0] if isinstance(group[0][k], float)}
-        out.append({"strategy": strategy, "variant": variant, "error_rate": error, "seeds": len(group), **mean})
+        out.append(
+            {
+                "strategy": strategy,
+                "variant": variant,
+                "error_model": model,
+                "error_rate": error,
+                "seeds": len(group),
+                **mean,
+            }
+        )
     return out
 
 
@@ -160,6 +173,7 @@ def table(summary: list[dict[str, Any]]) -> str:
     head = [
         "strategy",
         "variant",
+        "error_model",
         "error_rate",
         "ndcg@10",
         "calls",
@@ -174,29 +188,34 @@ def table(summary: list[dict[str, Any]]) -> str:
 
 
 def plot(summary: list[dict[str, Any]], path: Path) -> None:
+    """NDCG@10 against prompt tokens, one panel per error model (error 0 shown in each)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    models = sorted({r["error_model"] for r in summary if r["error_rate"] > 0}) or ["uniform"]
+    fig, axes = plt.subplots(1, len(models), figsize=(7 * len(models), 5), sharey=True, squeeze=False)
     markers = dict(zip(sorted({r["strategy"] + "/" + r["variant"] for r in summary}), "osD^v<>ph*", strict=False))
     colors = {0.0: "tab:green", 0.1: "tab:orange", 0.2: "tab:red"}
-    for row in summary:
-        name = row["strategy"] + "/" + row["variant"]
-        ax.scatter(
-            row["prompt_tokens"],
-            row["ndcg@10"],
-            marker=markers[name],
-            color=colors.get(row["error_rate"], "k"),
-            label=name if row["error_rate"] == 0.0 else None,
-            s=50,
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("prompt tokens per query (log)")
-    ax.set_ylabel("NDCG@10 (mean over seeds)")
-    ax.set_title("DL19 top-10 of BM25 top-100, SIMULATED judge\n(green: error 0, orange: 0.1, red: 0.2)")
-    ax.legend(fontsize=7, loc="lower right")
+    for ax, model in zip(axes[0], models, strict=True):
+        for row in summary:
+            if row["error_rate"] > 0 and row["error_model"] != model:
+                continue
+            name = row["strategy"] + "/" + row["variant"]
+            ax.scatter(
+                row["prompt_tokens"],
+                row["ndcg@10"],
+                marker=markers[name],
+                color=colors.get(row["error_rate"], "k"),
+                label=name if row["error_rate"] == 0.0 else None,
+                s=50,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("prompt tokens per query (log)")
+        ax.set_title(f"SIMULATED judge, {model} errors\n(green: error 0, orange: 0.1, red: 0.2)")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("NDCG@10 on DL19, top-10 of BM25 top-100 (mean over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -206,14 +225,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     parser.add_argument("--plot", type=Path, help="PNG path (default: --out with .png)")
     parser.add_argument("--error-rates", type=float, nargs="+", default=[0.0, 0.1, 0.2])
+    parser.add_argument("--error-models", nargs="+", choices=ERROR_MODELS, default=list(ERROR_MODELS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--paper-seeds", type=int, default=1, help="seeds for iranker/paper (99 rounds per query)")
     parser.add_argument("--limit", type=int, help="only the first N queries")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args(argv)
 
     evalset = load_dataset("dl19", limit=args.limit)
-    jobs = [(v, e, s) for v in args.variants for e in args.error_rates for s in range(args.seeds)]
-    rows = [run_variant(v, evalset, e, s) for v, e, s in tqdm(jobs, desc="variants x error rates x seeds")]
+    jobs = [
+        (v, m, e, s)
+        for v in args.variants
+        for m in args.error_models
+        for e in args.error_rates
+        for s in range(args.paper_seeds if v == "iranker/paper" else args.seeds)
+        if e > 0 or (m, s) == (args.error_models[0], 0)  # error 0: one deterministic run
+    ]
+    rows = [run_variant(*job, evalset) for job in tqdm(jobs, desc="variants x error models x rates x seeds")]
     summary = summarise(rows)
     print(json.dumps(rows))
     print(f"\nideal NDCG@10 (reordering the top-100): {ideal_ndcg(evalset):.4f}  (SIMULATED judge)\n", file=sys.stderr)

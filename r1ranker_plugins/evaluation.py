@@ -234,7 +234,9 @@ def build_ranker(args: argparse.Namespace, evalset: EvalSet) -> Ranker | None:
     if args.judge == "simulated":
         from .testing import SimulatedJudge
 
-        engine = SimulatedJudge(judge_labels(evalset), args.error_rate, args.seed, tokenizer=args.model)
+        engine = SimulatedJudge(
+            judge_labels(evalset), args.error_rate, args.seed, tokenizer=args.model, error_model=args.error_model
+        )
         # The judge reads labels, not text: an untruncated query always finds its labels.
         return STRATEGIES[args.strategy](engine=engine, max_query_tokens=args.max_query_tokens or 100_000, **options)
     if not args.model:
@@ -253,7 +255,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if ranker is not None:
         info |= {"model": args.model, "backend": ranker.engine.backend, "max_new_tokens": args.max_new_tokens}
     if args.judge:
-        info["judge"] = {"kind": args.judge, "error_rate": args.error_rate, "seed": args.seed, "simulated": True}
+        info["judge"] = {
+            "kind": args.judge,
+            "error_rate": args.error_rate,
+            "error_model": args.error_model,
+            "seed": args.seed,
+            "simulated": True,
+        }
     report = evaluate(evalset, args.out, ranker, info=info)
     summary = {name: round(value, 4) for name, value in report["mean"].items()}
     print(json.dumps({"dataset": args.dataset, "strategy": args.strategy, "queries": report["queries"], **summary}))
@@ -287,6 +295,12 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--judge", choices=["simulated"], help="SIMULATED judge answering from the labels")
     parser.add_argument("--error-rate", type=float, default=0.0, help="simulated judge: probability of a wrong answer")
     parser.add_argument("--seed", type=int, default=0, help="simulated judge: seed of its errors")
+    parser.add_argument(
+        "--error-model",
+        choices=["uniform", "local"],
+        default="uniform",
+        help="simulated judge: a wrong answer is a random candidate (uniform) or a neighbour (local)",
+    )
     parser.set_defaults(func=cmd_eval)
     commands = parser.add_subparsers(dest="eval_command")
     table = commands.add_parser("compare", help="table and quality-vs-cost plot across eval directories")

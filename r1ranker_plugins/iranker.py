@@ -48,7 +48,10 @@ class R1Prompting:
             self.task,
             query,
             texts,
-            descriptions=[str(c.metadata.get("description", "")) for c in candidates],
+            descriptions=[
+                self.engine.truncate(str(c.metadata.get("description", "")), self.max_candidate_tokens)
+                for c in candidates
+            ],
             scenario=self.scenario,
             item_type=self.item_type,
         )

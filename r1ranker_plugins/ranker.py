@@ -171,9 +171,16 @@ class Ranker:
         items = as_candidates(candidates)
         head = len(items) if self.depth is None else min(self.depth, len(items))
         trace: list[TraceStep] = []
-        texts = [self.engine.truncate(c.text, self.max_candidate_tokens) for c in items[:head]]
+        texts = [self.candidate_text(c) for c in items[:head]]
         machine = self.steps(self._truncate_query(query), items[:head], texts, trace) if head > 1 else None
         return _Job(query, items, head, machine, trace)
+
+    def candidate_text(self, candidate: Candidate) -> str:
+        """What the prompt shows for a candidate. An LLM's name is its answer label and stays whole
+        (cutting it could make two names equal); its description is cut instead, in `_r1_prompt`."""
+        if self.task == "routing":
+            return candidate.text
+        return self.engine.truncate(candidate.text, self.max_candidate_tokens)
 
     def _check_query(self, query: Any) -> None:
         if self.task == "recommendation":

@@ -226,6 +226,9 @@ def query_key(query: str | Sequence[str]) -> str:
     return query if isinstance(query, str) else "\x1e".join(query)
 
 
+ERROR_MODELS = ("uniform", "local")
+
+
 class SimulatedJudge(Engine):
     """A SIMULATION, for algorithm studies only: an engine that answers from relevance labels.
 
@@ -237,12 +240,20 @@ class SimulatedJudge(Engine):
 
     Decisions: "least" names the lowest grade (ties: the last shown, so tied candidates keep
     their first-stage order), "most" the highest (ties: the first shown), "order" sorts by
-    grade (ties keep prompt order). With probability `error_rate` a "least"/"most" decision
-    names a uniformly random other shown candidate (for "least" with a `count` > 1, each of the
-    `count` names is replaced, with that probability, by a random candidate not yet named); an
-    "order" answer gets one left-to-right pass in which each adjacent pair is swapped with
-    probability `error_rate`. Each request's RNG is seeded from (seed, query, kind, ids), so
-    answers do not depend on batching.
+    grade (ties keep prompt order). Two error models, both wrong with probability `error_rate`
+    per decision; they differ in what a wrong answer is:
+
+    - "uniform" (default, the pessimistic extreme): a wrong "least"/"most" decision names a
+      uniformly random other shown candidate, as likely the best as a near miss; for "least"
+      with a `count` > 1 each of the `count` names is replaced, with that probability, by a
+      random candidate not yet named (so each error removes a random kept candidate).
+    - "local" (errors between neighbours, as a noisy scorer makes them): every answer is read
+      off one noisy order, the grade order after one left-to-right pass that swaps each
+      adjacent pair with probability `error_rate`; "least" names its last `count`, "most" its
+      first.
+
+    An "order" answer is that noisy order under both models. Each request's RNG is seeded from
+    (seed, query, kind, ids), so answers do not depend on batching.
 
     Queries are matched by key; a query the ranker truncated is matched to the unique label
     key it is a prefix of. Token counts use a real tokenizer (`tokenizer`: a tokenizer object,
@@ -257,12 +268,16 @@ class SimulatedJudge(Engine):
         error_rate: float = 0.0,
         seed: int = 0,
         tokenizer: Any = None,
+        error_model: str = "uniform",
     ) -> None:
         if not 0.0 <= error_rate <= 1.0:
             raise ValueError(f"error_rate must be in [0, 1], got {error_rate}")
-        super().__init__("simulated-judge", error_rate=error_rate, seed=seed)
+        if error_model not in ERROR_MODELS:
+            raise ValueError(f"error_model must be one of {ERROR_MODELS}, got {error_model!r}")
+        super().__init__("simulated-judge", error_rate=error_rate, seed=seed, error_model=error_model)
         self.labels = {key: dict(grades) for key, grades in labels.items()}
         self.error_rate = error_rate
+        self.error_model = error_model
         self.seed = seed
         self._tokenizer = tokenizer
 
@@ -304,13 +319,17 @@ class SimulatedJudge(Engine):
         digest = hashlib.sha256(json.dumps([self.seed, key, kind, list(meta["ids"])]).encode("utf-8")).digest()
         rng = random.Random(int.from_bytes(digest[:8], "big"))
         n = len(grades)
-        if kind == "order":
+        count = int(meta.get("count", 1))
+        if kind == "order" or self.error_model == "local":
             order = sorted(range(n), key=lambda i: -grades[i])
             for i in range(n - 1):
                 if rng.random() < self.error_rate:
                     order[i], order[i + 1] = order[i + 1], order[i]
-            return order
-        count = int(meta.get("count", 1))
+            if kind == "order":
+                return order
+            if kind not in ("least", "most"):
+                raise ValueError(f"simulated judge: unknown request kind {kind!r}")
+            return order[-count:][::-1] if kind == "least" else order[:1]
         if kind == "least" and count > 1:
             worst = sorted(range(n), key=lambda i: (grades[i], -i))[:count]
             for j in range(len(worst)):

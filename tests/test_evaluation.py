@@ -136,6 +136,31 @@ def test_simulated_judge_decisions_and_format(tokenizer):
         SimulatedJudge({}, error_rate=1.5)
 
 
+@pytest.mark.parametrize("model", ["uniform", "local"])
+def test_judge_error_models(tokenizer, model):
+    """Both models err at about the error rate; only uniform errors reach far from the right answer."""
+    grades = {str(i): 20 - i for i in range(20)}  # shown in grade order: the right "least" is the last
+    judge = SimulatedJudge({"q": grades}, error_rate=0.2, tokenizer=tokenizer, error_model=model)
+    picks, kept_lost = [], 0
+    for trial in range(400):
+        ids = [str(i) for i in range(20)]
+        meta = {"query": "q", "ids": ids, "labels": ids, "trial": trial}
+        judge.seed = trial  # a fresh draw per trial
+        picks.append(judge.decide({**meta, "kind": "least"})[0])
+        kept_lost += min(judge.decide({**meta, "kind": "least", "count": 15})) < 4  # a top-4 item eliminated
+    wrong = [p for p in picks if p != 19]
+    assert 0.12 < len(wrong) / len(picks) < 0.28
+    if model == "local":
+        assert min(wrong) >= 14 and kept_lost < 40  # a wrong item can bubble a few places, rarely
+    else:
+        assert min(wrong) < 10 and kept_lost > 100
+
+
+def test_judge_rejects_an_unknown_error_model():
+    with pytest.raises(ValueError, match="error_model"):
+        SimulatedJudge({}, error_model="gaussian")
+
+
 def test_judge_matches_a_truncated_query(tokenizer):
     judge = SimulatedJudge({"a long question about routing": {"m1": 1}, "another": {}}, tokenizer=tokenizer)
     assert judge.resolve("a long question") == "a long question about routing"

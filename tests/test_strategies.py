@@ -102,6 +102,15 @@ def test_iranker_names_for_other_domains(scripted, task):
         assert "least BALANCED" in ranking.trace[0].prompt
 
 
+@pytest.mark.parametrize("strategy", [IRanker, DRanker])
+def test_routing_keeps_names_whole_and_cuts_descriptions(scripted, strategy):
+    names = ["llama-3.1-nemotron-51b-instruct", "llama-3.1-nemotron-70b-instruct"]  # alike for 20+ tokens
+    items = [Candidate(f"d{i}", n, {"description": f"{n} is a model. " + "word " * 400}) for i, n in enumerate(names)]
+    ranker = strategy(engine=scripted(judge), task="routing", max_candidate_tokens=8)
+    prompt = ranker.rank("route me", items).trace[0].prompt
+    assert all(f"# {n}: " in prompt for n in names) and prompt.count("word") < 20
+
+
 def test_dranker_perfect_partial_and_garbage(scripted):
     assert DRanker(engine=scripted(judge)).rank("q", candidates(10)).order == ideal(10)
     partial = DRanker(engine=scripted(lambda r: "</think><answer>passage 4\npassage 4\npassage 99\npassage 2</answer>"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,15 @@ def test_tiny_recipe_trains_loads_ranks_resumes_and_pushes(tmp_path, shared_data
     assert (folder / "model.safetensors").is_file() and "## Training configuration" in (
         folder / "README.md"
     ).read_text()
+
+
+def test_sft_warns_when_max_length_would_cut_the_completions():
+    from r1ranker_plugins.testing import tiny_model
+    from r1ranker_plugins.training.trainer import _warn_cut_completions
+
+    pairs = [{"prompt": "word " * 300, "completion": " </think>\n<answer>passage 1</answer>"}]
+    with pytest.warns(UserWarning, match="cuts 1 of 1 warm-start examples"):
+        _warn_cut_completions(pairs, tiny_model(), 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_cut_completions(pairs, tiny_model(), 4096)  # long enough: silent

@@ -92,6 +92,23 @@ def test_truncation_uses_the_model_tokenizer(shared_data, tokenizer):
         assert all(len(tokenizer.encode(c.text, add_special_tokens=False)) <= 8 for c in query.candidates)
 
 
+def test_routing_truncation_cuts_descriptions_not_names(shared_data, tokenizer, scripted):
+    """Same prompt as IRanker at inference with the same limit: names whole, descriptions cut."""
+    config = DataConfig(builder="router-performance", limit=1, max_candidate_tokens=6, max_query_tokens=10**6)
+    [evalset] = load_evalsets(config, tokenizer)
+    [whole] = load_evalsets(DataConfig(builder="router-performance", limit=1))
+    query = evalset.queries[0]
+    assert [c.text for c in query.candidates] == [c.text for c in whole.queries[0].candidates]
+    assert all(len(tokenizer.encode(c.metadata["description"])) <= 6 for c in query.candidates)
+    case = next(c for c in iranker_examples(evalset, system_verb="think") if len(c["candidates"]) == 9)
+    engine = scripted(lambda request: "</think>\n<answer>nothing</answer>")
+    ranker = IRanker(engine=engine, task="routing", system_verb="think", max_candidate_tokens=6, max_query_tokens=10**6)
+    names = {c.text: c for c in whole.queries[0].candidates}
+    order = [names[line[2:].split(": ", 1)[0]] for line in case["prompt"].split("\n") if line.startswith("# ")]
+    ranker.rank(query.query, order)
+    assert engine.seen[0].prompt == case["prompt"]
+
+
 def test_dataset_columns_feed_the_rewards(shared_data):
     examples = build_examples(DataConfig(builder="passage-5", limit=2), "iranker")
     dataset = to_dataset(examples)

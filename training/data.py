@@ -83,11 +83,22 @@ def _first_n(query: EvalQuery, n: int) -> EvalQuery:
     return EvalQuery(query.qid, query.query, candidates, grades, query.target)
 
 
-def _truncated(query: EvalQuery, config: DataConfig, tokenizer: Any) -> EvalQuery:
-    if config.max_candidate_tokens is not None:
+def _truncated(query: EvalQuery, config: DataConfig, tokenizer: Any, task: str) -> EvalQuery:
+    """Cut texts as the rankers do: an LLM's name is its answer label and stays whole (its
+    description is cut instead); any other candidate text is cut."""
+    limit = config.max_candidate_tokens
+    if limit is not None and task == "routing":
         query.candidates = [
-            dataclasses.replace(c, text=truncate_text(tokenizer, c.text, config.max_candidate_tokens))
+            dataclasses.replace(
+                c, metadata={**c.metadata, "description": truncate_text(tokenizer, c.metadata["description"], limit)}
+            )
+            if c.metadata.get("description")
+            else c
             for c in query.candidates
+        ]
+    elif limit is not None:
+        query.candidates = [
+            dataclasses.replace(c, text=truncate_text(tokenizer, c.text, limit)) for c in query.candidates
         ]
     if config.max_query_tokens is not None and isinstance(query.query, str):
         query.query = truncate_text(tokenizer, query.query, config.max_query_tokens)
@@ -127,7 +138,7 @@ def load_evalsets(config: DataConfig, tokenizer: Any = None) -> list[EvalSet]:
         if config.limit is not None:
             evalset.queries = evalset.queries[: config.limit]
         if truncating:
-            evalset.queries = [_truncated(q, config, tokenizer) for q in evalset.queries]
+            evalset.queries = [_truncated(q, config, tokenizer, evalset.task) for q in evalset.queries]
     return evalsets
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -196,6 +197,20 @@ def ranker_config(config: TrainConfig, evalsets: Sequence[EvalSet], *, adapter: 
     return out
 
 
+def _warn_cut_completions(pairs: list[dict[str, Any]], model: str, max_length: int) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    texts = [p["prompt"] + p["completion"] for p in pairs if isinstance(p["prompt"], str)]
+    cut = sum(len(ids) > max_length for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    if cut:
+        warnings.warn(
+            f"sft.trainer.max_length={max_length} cuts {cut} of {len(texts)} warm-start examples, whose"
+            " completions come last and are lost; raise it or leave it unset",
+            stacklevel=3,
+        )
+
+
 def _run_sft(config: TrainConfig, model: str, examples: list[dict[str, Any]], out: Path) -> str:
     """Warm start; returns the model GRPO starts from. Skipped when `sft/final` already exists (resume)."""
     from trl import SFTConfig, SFTTrainer
@@ -208,7 +223,11 @@ def _run_sft(config: TrainConfig, model: str, examples: list[dict[str, Any]], ou
     count = sft.examples or len(examples)
     cycled = [examples[i % len(examples)] for i in range(count)]
     pairs = sft_examples(cycled, config.strategy, seed=config.data.seed, reasoning=sft.reasoning)
-    arguments = {"report_to": "none", **sft.trainer}
+    # SFTConfig cuts sequences at 1024 tokens by default, from the end: a long ranking prompt would
+    # lose its whole completion and the warm start would train on nothing. Keep full sequences.
+    arguments = {"report_to": "none", "max_length": None, **sft.trainer}
+    if arguments["max_length"] is not None:
+        _warn_cut_completions(pairs, model, int(arguments["max_length"]))
     trainer = SFTTrainer(
         model=model,
         args=SFTConfig(output_dir=str(out / "sft"), **arguments),
