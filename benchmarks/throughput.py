@@ -1,4 +1,5 @@
-"""Throughput on DL19: `rank_many` (every query's next step in one engine batch) vs a loop of `rank`.
+"""Throughput: `rank_many` (every query's next step in one engine batch) vs a loop of `rank` calls,
+in queries/s, on BM25 top-100 lists (DL19 by default; more sets put more queries in flight).
 
 For each mode it reports queries/s, the engine's generated tokens/s, and utilisation: that rate
 divided by the rate of one raw `generate` over exactly the requests the run sent (the best the
@@ -7,6 +8,7 @@ number of tokens and the modes do identical work. Prefix caches are reset before
 measurement (in-process vLLM) so neither mode inherits the other's cached prompts.
 
     python benchmarks/throughput.py --strategy iranker --depth 20 --out throughput.json
+    python benchmarks/throughput.py --strategy iranker --datasets dl19 dl20 scifact --loop-queries 43
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from r1ranker_plugins import DRanker, IRanker, SetwiseRanker
+from r1ranker_plugins.datasets import load_dataset
 from r1ranker_plugins.engines import Engine, close_all, get_engine
-from r1ranker_plugins.runs import data_dir, read_rankgpt_json
 from r1ranker_plugins.types import Completion, Request
 
 STRATEGIES = {
@@ -90,7 +92,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--model", help="hub id or path (default: the tiny random test model)")
     parser.add_argument("--base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--dtype", default="float32", help="vllm/transformers dtype (default float32)")
-    parser.add_argument("--queries", type=int, default=None, help="use only the first N DL19 queries")
+    parser.add_argument(
+        "--datasets", nargs="+", default=["dl19"], help="TREC-style sets: dl19, dl20, scifact, vaswani, cranfield"
+    )
+    parser.add_argument("--queries", type=int, default=None, help="use only the first N queries")
+    parser.add_argument(
+        "--loop-queries",
+        type=int,
+        default=None,
+        help="time the loop on N queries spread over the list (a sequential loop's queries/s does not depend on N)",
+    )
     parser.add_argument("--out", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM logs to stdout, where the JSON goes
@@ -100,9 +111,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
         args.model = tiny_model()
     options: dict[str, Any] = {"base_url": args.base_url} if args.backend == "openai" else {"dtype": args.dtype}
-    runs = read_rankgpt_json(data_dir() / "passage/dl19/bm25_top100.json")[: args.queries]
-    queries = [run.query for run in runs]
-    lists = [run.candidates for run in runs]
+    evalsets = [load_dataset(name) for name in args.datasets]
+    pairs = [(q.query, q.candidates) for evalset in evalsets for q in evalset.queries][: args.queries]
+    queries = [query for query, _ in pairs]
+    lists = [candidates for _, candidates in pairs]
 
     engine = FixedLengthEngine(get_engine(args.model, args.backend, **options))
     ranker = STRATEGIES[args.strategy](
@@ -116,15 +128,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     engine.recorded.clear()
     together, many_s, many = measure(engine, lambda: ranker.rank_many(queries, lists, progress=True))
     sent = list(engine.recorded)
-    loop_rankings, loop_s, loop = measure(
-        engine, lambda: [ranker.rank(q, c) for q, c in tqdm(list(zip(queries, lists, strict=True)), desc="loop")]
-    )
+    stride = max(len(pairs) // (args.loop_queries or len(pairs)), 1)
+    looped = pairs[::stride][: args.loop_queries]
+    loop_rankings, loop_s, loop = measure(engine, lambda: [ranker.rank(q, c) for q, c in tqdm(looped, desc="loop")])
     _, raw_s, raw = measure(engine, lambda: engine.inner.generate(sent))
     raw_rate = raw["completion_tokens"] / raw_s
-    same = [r.order for r in together] == [r.order for r in loop_rankings]
+    same = [r.order for r in together[::stride][: len(looped)]] == [r.order for r in loop_rankings]
 
     rows = []
-    for mode, seconds, delta in (("rank_many", many_s, many), ("loop", loop_s, loop)):
+    loop_rate = len(looped) / loop_s
+    for mode, seconds, delta, count in (("rank_many", many_s, many, len(queries)), ("loop", loop_s, loop, len(looped))):
         rate = delta["completion_tokens"] / seconds
         hit_rate = (
             delta["prefix_cache_hits"] / delta["prefix_cache_queries"] if delta.get("prefix_cache_queries") else None
@@ -134,12 +147,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 "strategy": args.strategy,
                 "mode": mode,
                 "backend": args.backend,
-                "queries": len(queries),
+                "datasets": args.datasets,
+                "queries": count,
                 "depth": args.depth,
                 "max_new_tokens": args.max_new_tokens,
                 "seconds": round(seconds, 2),
-                "queries_per_s": round(len(queries) / seconds, 3),
-                "speedup_vs_loop": round(loop_s / seconds, 2),
+                "queries_per_s": round(count / seconds, 3),
+                "speedup_vs_loop": round(count / seconds / loop_rate, 2),
                 "engine_calls": delta["calls"],
                 "requests": delta["requests"],
                 "mean_batch": round(delta["requests"] / delta["calls"], 1),

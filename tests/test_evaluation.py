@@ -156,6 +156,15 @@ def test_judge_error_models(tokenizer, model):
         assert min(wrong) < 10 and kept_lost > 100
 
 
+def test_eval_cli_records_the_error_model(tmp_path):
+    args = ["--dataset", "dl19", "--strategy", "iranker", "--judge", "simulated", "--depth", "10", "--limit", "4"]
+    args += ["--error-rate", "0.5"]
+    local = eval_cli(tmp_path / "local", *args, "--error-model", "local")
+    uniform = eval_cli(tmp_path / "uniform", *args)
+    assert local["judge"]["error_model"] == "local" and uniform["judge"]["error_model"] == "uniform"
+    assert local["mean"] != uniform["mean"]
+
+
 def test_judge_rejects_an_unknown_error_model():
     with pytest.raises(ValueError, match="error_model"):
         SimulatedJudge({}, error_model="gaussian")
