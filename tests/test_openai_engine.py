@@ -178,19 +178,21 @@ def test_server_killed_mid_run_raises_after_retries(tiny_model_path, tmp_path):
         engine = OpenAIEngine(tiny_model_path, base_url=doomed.url, timeout=5.0, max_retries=3, backoff=0.2)
         ranker = IRanker(engine=engine, **SMALL)
         queries = [f"{QUERY} {i}" for i in range(8)]
+        first_round = engine._generate
 
-        def kill_after_first_batch() -> None:
-            while engine.stats()["calls"] < 1:
-                time.sleep(0.02)
-            doomed.kill(signal.SIGKILL)
+        def first_round_then_crash(requests):
+            # The server dies right after the first batch returns: IRanker needs five rounds for
+            # six texts, so the second one meets a dead server (no race with a killer thread).
+            completions = first_round(requests)
+            if doomed.process.poll() is None:
+                doomed.kill(signal.SIGKILL)
+            return completions
 
-        killer = threading.Thread(target=kill_after_first_batch, daemon=True)
-        killer.start()
+        engine._generate = first_round_then_crash
         start = time.monotonic()
         with pytest.raises(EngineError, match=rf"{doomed.url} failed .* after 4 attempts"):
             ranker.rank_many(queries, [TEXTS] * len(queries))
-        killer.join(timeout=30)
-        assert time.monotonic() - start < 30
+        assert time.monotonic() - start < 60
         assert engine.stats()["calls"] >= 1  # the first round did complete before the crash
         engine.close()
 
@@ -283,22 +285,25 @@ def test_server_killed_and_restarted_mid_run_resumes(tiny_model_path, tmp_path):
     ranker = IRanker(engine=engine, **SMALL)
     queries = [f"{QUERY} {i}" for i in range(4)]
     restarted: list[Server] = []
+    first_round = engine._generate
 
-    def crash_and_restart() -> None:
-        while engine.stats()["calls"] < 1:
-            time.sleep(0.02)
-        first.kill(signal.SIGKILL)
-        restarted.append(Server(tiny_model_path, tmp_path / "second.log", port=port))  # same URL
+    def first_round_then_crash(requests):
+        # The server dies right after the first batch returns and comes back on the same URL
+        # while the second round is retrying (IRanker needs five rounds for six texts).
+        completions = first_round(requests)
+        if not restarted:
+            first.kill(signal.SIGKILL)
+            restarted.append(Server(tiny_model_path, tmp_path / "second.log", port=port))
+        return completions
 
+    engine._generate = first_round_then_crash
     try:
-        crash = threading.Thread(target=crash_and_restart, daemon=True)
-        crash.start()
         rankings = ranker.rank_many(queries, [TEXTS] * len(queries))
-        crash.join(timeout=60)
     finally:
         first.kill()
         for server in restarted:
             server.kill()
+    assert restarted and first.process.returncode == -signal.SIGKILL
     assert all(sorted(r.order) == list(range(len(TEXTS))) for r in rankings)
     assert all(not (step.fallback or "").startswith("engine error") for r in rankings for step in r.trace)
     engine.close()
