@@ -48,10 +48,7 @@ class R1Prompting:
             self.task,
             query,
             texts,
-            descriptions=[
-                self.engine.truncate(str(c.metadata.get("description", "")), self.max_candidate_tokens)
-                for c in candidates
-            ],
+            descriptions=[str(c.metadata.get("description", "")) for c in candidates],  # cut in `_prepare`
             scenario=self.scenario,
             item_type=self.item_type,
         )

@@ -7,11 +7,24 @@ function of its arguments; rankers and training data both build prompts through 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from .types import Candidate
 
 TASKS = ("passage", "recommendation", "routing")
 SCENARIOS = ("performance", "balance", "cost")
 ITEM_TYPES = ("movie", "item")
+
+
+def cut_candidate(candidate: Candidate, task: str, cut: Callable[[str], str]) -> Candidate:
+    """The candidate as prompts show it, its text cut by `cut`. An LLM's name is its answer label
+    and stays whole (cutting it could make two names equal); its description is cut instead."""
+    if task != "routing":
+        return dataclasses.replace(candidate, text=cut(candidate.text))
+    description = cut(str(candidate.metadata.get("description", "")))
+    return dataclasses.replace(candidate, metadata={**candidate.metadata, "description": description})
+
 
 # --- R1-Ranker chat wrapper (raw ChatML, no chat template, ends inside an open think tag) ---
 

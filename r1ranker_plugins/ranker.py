@@ -8,7 +8,7 @@ from typing import Any
 
 from .checkpoint import read_ranker_config
 from .engines import Engine, EngineError, get_engine
-from .prompts import TASKS
+from .prompts import TASKS, cut_candidate
 from .steps import StepMachine, arun, gather, run
 from .types import Candidate, Ranking, TraceStep
 
@@ -171,16 +171,14 @@ class Ranker:
         items = as_candidates(candidates)
         head = len(items) if self.depth is None else min(self.depth, len(items))
         trace: list[TraceStep] = []
-        texts = [self.candidate_text(c) for c in items[:head]]
-        machine = self.steps(self._truncate_query(query), items[:head], texts, trace) if head > 1 else None
+        machine = None
+        if head > 1:  # cut once per query; the results keep the caller's candidates
+            shown = [cut_candidate(c, self.task, self._cut) for c in items[:head]]
+            machine = self.steps(self._truncate_query(query), shown, [c.text for c in shown], trace)
         return _Job(query, items, head, machine, trace)
 
-    def candidate_text(self, candidate: Candidate) -> str:
-        """What the prompt shows for a candidate. An LLM's name is its answer label and stays whole
-        (cutting it could make two names equal); its description is cut instead, in `_r1_prompt`."""
-        if self.task == "routing":
-            return candidate.text
-        return self.engine.truncate(candidate.text, self.max_candidate_tokens)
+    def _cut(self, text: str) -> str:
+        return self.engine.truncate(text, self.max_candidate_tokens)
 
     def _check_query(self, query: Any) -> None:
         if self.task == "recommendation":

@@ -16,7 +16,6 @@ Everything is a pure function of the source files and the seed.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +31,7 @@ from r1ranker_plugins.datasets import (
     rng_for,
 )
 from r1ranker_plugins.engines.base import truncate_text
-from r1ranker_plugins.prompts import r1_chat, setwise_messages
-from r1ranker_plugins.types import Candidate
+from r1ranker_plugins.prompts import cut_candidate, r1_chat, setwise_messages
 
 STRATEGIES = ("iranker", "dranker", "setwise")
 RANKING_BENCH = "ranking-bench"
@@ -84,19 +82,14 @@ def _first_n(query: EvalQuery, n: int) -> EvalQuery:
     return EvalQuery(query.qid, query.query, candidates, grades, query.target)
 
 
-def _cut_candidate(candidate: Candidate, tokenizer: Any, limit: int, task: str) -> Candidate:
-    if task != "routing":
-        return dataclasses.replace(candidate, text=truncate_text(tokenizer, candidate.text, limit))
-    description = truncate_text(tokenizer, str(candidate.metadata.get("description", "")), limit)
-    return dataclasses.replace(candidate, metadata={**candidate.metadata, "description": description})
-
-
 def _truncated(query: EvalQuery, config: DataConfig, tokenizer: Any, task: str) -> EvalQuery:
     """Cut texts as the rankers do: an LLM's name is its answer label and stays whole (its
     description is cut instead); any other candidate text is cut."""
     limit = config.max_candidate_tokens
     if limit is not None:
-        query.candidates = [_cut_candidate(c, tokenizer, limit, task) for c in query.candidates]
+        query.candidates = [
+            cut_candidate(c, task, lambda text: truncate_text(tokenizer, text, limit)) for c in query.candidates
+        ]
     if config.max_query_tokens is not None and isinstance(query.query, str):
         query.query = truncate_text(tokenizer, query.query, config.max_query_tokens)
     elif config.max_candidate_tokens is not None and not isinstance(query.query, str):  # a user's history
