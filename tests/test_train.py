@@ -52,6 +52,8 @@ def tiny_raw() -> dict:
         (lambda raw: raw.update(strategy="listwise"), "strategy must be one of"),
         (lambda raw: raw.update(rewards=["exclusion", "vibes"]), "unknown reward 'vibes'"),
         (lambda raw: raw["trainer"].update(output_dir="x"), "top level"),
+        (lambda raw: raw["sft"].update(eliminate="worst"), "sft.eliminate must be 'random' or 'prior'"),
+        (lambda raw: raw.update(strategy="dranker") or raw["sft"].update(eliminate="prior"), "IRanker answers"),
     ],
 )
 def test_config_errors_are_clear(edit, message):

@@ -13,6 +13,7 @@ from r1ranker_plugins.training.data import (
     dranker_examples,
     iranker_examples,
     load_evalsets,
+    relevance_prior,
     setwise_examples,
     sft_examples,
     to_dataset,
@@ -133,6 +134,30 @@ def test_sft_completions_are_well_formed_and_correct(shared_data, strategy):
     assert REWARDS[task_reward](prompts, completions, **columns) == [1.0] * len(pairs)
     if strategy == "iranker":
         assert exclusion_reward(prompts, completions, **columns) == [1.0] * len(pairs)
+
+
+def test_relevance_prior_counts_relevant_over_shown():
+    examples = [
+        {"gt": "a", "candidates": ["a", "b"]},
+        {"gt": "b", "candidates": ["c", "a", "b"]},
+        {"gt": "a", "candidates": ["b", "a"]},
+    ]
+    assert relevance_prior(examples) == {"a": 2 / 3, "b": 1 / 3, "c": 0.0}
+
+
+def test_sft_prior_answers_eliminate_the_least_often_relevant(shared_data):
+    examples = build_examples(DataConfig(builder="router-performance", limit=30), "iranker")
+    prior = relevance_prior(examples)
+    assert set(prior) == {c for e in examples for c in e["candidates"]}
+    assert len(set(prior.values())) > 2  # names differ in how often they are the best
+    pairs = sft_examples(examples, "iranker", prior=prior)
+    columns = {"gt": [e["gt"] for e in examples], "candidates": [e["candidates"] for e in examples]}
+    completions = [p["completion"] for p in pairs]
+    assert exclusion_reward([p["prompt"] for p in pairs], completions, **columns) == [1.0] * len(pairs)
+    for example, completion in zip(examples, completions, strict=True):
+        named = completion.split("<answer>")[1].removesuffix("</answer>")
+        others = [c for c in example["candidates"] if c != example["gt"]]
+        assert prior[named] == min(prior[c] for c in others)
 
 
 def test_data_config_checks():

@@ -16,6 +16,7 @@ Everything is a pure function of the source files and the seed.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -208,12 +209,31 @@ def to_dataset(examples: Sequence[Mapping[str, Any]]) -> Any:
 # -- SFT warm start ---------------------------------------------------------------------------------
 
 
-def well_formed_answer(example: Mapping[str, Any], strategy: str, rng: Any) -> str:
-    """A correct answer from the labels: a non-relevant candidate (IRanker), the relevant one first
-    then the rest shuffled (DRanker), or the relevant label (setwise)."""
+def relevance_prior(examples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Per answer label: how often it is the relevant candidate when it is shown.
+
+    A popularity prior over names (which LLMs are rarely the best, which items are rarely the
+    next pick); for passages the labels are positions and the prior is flat.
+    """
+    shown: Counter[str] = Counter()
+    relevant: Counter[str] = Counter()
+    for example in examples:
+        shown.update(example["candidates"])
+        relevant[example["gt"]] += 1
+    return {label: relevant[label] / count for label, count in shown.items()}
+
+
+def well_formed_answer(
+    example: Mapping[str, Any], strategy: str, rng: Any, prior: Mapping[str, float] | None = None
+) -> str:
+    """A correct answer from the labels: a non-relevant candidate (IRanker: at random, or with a
+    `prior` the one least often relevant), the relevant one first then the rest shuffled
+    (DRanker), or the relevant label (setwise)."""
     gt, candidates = example["gt"], list(example["candidates"])
     others = [c for c in candidates if c != gt]
     if strategy == "iranker":
+        if prior is not None:
+            return min(others, key=lambda label: (prior.get(label, 0.0), label))
         return rng.choice(others)
     if strategy == "dranker":
         rng.shuffle(others)
@@ -222,13 +242,20 @@ def well_formed_answer(example: Mapping[str, Any], strategy: str, rng: Any) -> s
 
 
 def sft_examples(
-    examples: Sequence[Mapping[str, Any]], strategy: str, *, seed: int = 0, reasoning: str = ""
+    examples: Sequence[Mapping[str, Any]],
+    strategy: str,
+    *,
+    seed: int = 0,
+    reasoning: str = "",
+    prior: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Prompt-completion pairs whose completions are well formed and correct by the labels.
 
     R1 completions continue the prompt's open think block (` {reasoning}\\n</think>\\n<answer>…</answer>`);
     setwise completions are assistant messages (`<think>…</think> <answer>[k]</answer>`). A short or
     empty `reasoning` teaches format and answer only: a warm start for GRPO, not a reasoner.
+    `prior` (IRanker, from `relevance_prior`): eliminate the non-relevant candidate least often
+    relevant, a deterministic target, instead of a random non-relevant one.
     """
     rng = rng_for("sft", strategy, seed)
     # Start with a space: the prompt ends in `<think>`, and `>` + "\n" is one token in Qwen-style
@@ -236,7 +263,7 @@ def sft_examples(
     think = f" {reasoning.strip()}\n" if reasoning.strip() else " "
     out = []
     for example in examples:
-        answer = well_formed_answer(example, strategy, rng)
+        answer = well_formed_answer(example, strategy, rng, prior)
         if strategy == "setwise":
             content = f"<think>{think}</think> <answer>{answer}</answer>"
             completion: Any = [{"role": "assistant", "content": content}]

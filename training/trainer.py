@@ -26,7 +26,15 @@ from typing import Any
 from r1ranker_plugins.checkpoint import CONFIG_VERSION, PROMPT_VERSION, write_ranker_config
 from r1ranker_plugins.datasets import EvalSet
 
-from .data import STRATEGIES, DataConfig, build_examples, load_evalsets, sft_examples, to_dataset
+from .data import (
+    STRATEGIES,
+    DataConfig,
+    build_examples,
+    load_evalsets,
+    relevance_prior,
+    sft_examples,
+    to_dataset,
+)
 from .rewards import DEFAULT_REWARDS, reward_functions
 
 TINY = "tiny"  # model value meaning `r1ranker_plugins.testing.tiny_model()`
@@ -49,12 +57,19 @@ class SftSection:
     """Warm start on generated well-formed completions (`data.sft_examples`) before GRPO.
 
     `examples`: how many (cycling through the training examples with fresh answers); None = one each.
+    `eliminate` (IRanker): which non-relevant candidate the answers name, "random" or "prior" (the
+    one least often relevant across the training examples, `data.relevance_prior`).
     `trainer`: `SFTConfig` arguments.
     """
 
     examples: int | None = None
     reasoning: str = ""
+    eliminate: str = "random"
     trainer: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.eliminate not in ("random", "prior"):
+            raise ValueError(f"sft.eliminate must be 'random' or 'prior', got {self.eliminate!r}")
 
 
 @dataclass
@@ -74,6 +89,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.sft is not None and self.sft.eliminate != "random" and self.strategy != "iranker":
+            raise ValueError(f"sft.eliminate applies to IRanker answers; strategy is {self.strategy!r}")
         reward_functions(self.reward_names)
 
     @property
@@ -222,7 +239,8 @@ def _run_sft(config: TrainConfig, model: str, examples: list[dict[str, Any]], ou
     assert sft is not None
     count = sft.examples or len(examples)
     cycled = [examples[i % len(examples)] for i in range(count)]
-    pairs = sft_examples(cycled, config.strategy, seed=config.data.seed, reasoning=sft.reasoning)
+    prior = relevance_prior(examples) if sft.eliminate == "prior" else None
+    pairs = sft_examples(cycled, config.strategy, seed=config.data.seed, reasoning=sft.reasoning, prior=prior)
     # SFTConfig cuts sequences at 1024 tokens by default, from the end: a long ranking prompt would
     # lose its whole completion and the warm start would train on nothing. Keep full sequences.
     arguments = {"report_to": "none", "max_length": None, **sft.trainer}
