@@ -39,7 +39,13 @@ from typing import Any
 import torch
 
 from r1ranker_plugins.engines import close_all, get_engine
-from r1ranker_plugins.training.data import DataConfig, build_examples, load_evalsets, relevance_prior
+from r1ranker_plugins.training.data import (
+    DataConfig,
+    build_examples,
+    least_often_relevant,
+    load_evalsets,
+    relevance_prior,
+)
 from r1ranker_plugins.training.rewards import exclusion_reward, format_reward
 from r1ranker_plugins.training.trainer import SftSection, TrainConfig, resolve_model, train
 from r1ranker_plugins.types import Request
@@ -52,7 +58,7 @@ def random_expectation(examples: list[dict[str, Any]]) -> float:
 
 def prior_rule(examples: list[dict[str, Any]], prior: dict[str, float]) -> float:
     """Exclusion reward of naming the shown candidate least often relevant in training."""
-    chosen = [min(e["candidates"], key=lambda label: (prior.get(label, 0.0), label)) for e in examples]
+    chosen = [least_often_relevant(e["candidates"], prior) for e in examples]
     return sum(c != e["gt"] for c, e in zip(chosen, examples, strict=True)) / len(examples)
 
 

@@ -223,6 +223,11 @@ def relevance_prior(examples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     return {label: relevant[label] / count for label, count in shown.items()}
 
 
+def least_often_relevant(labels: Iterable[str], prior: Mapping[str, float]) -> str:
+    """The label the prior finds least often relevant (unseen labels count as never; ties by name)."""
+    return min(labels, key=lambda label: (prior.get(label, 0.0), label))
+
+
 def well_formed_answer(
     example: Mapping[str, Any], strategy: str, rng: Any, prior: Mapping[str, float] | None = None
 ) -> str:
@@ -233,7 +238,7 @@ def well_formed_answer(
     others = [c for c in candidates if c != gt]
     if strategy == "iranker":
         if prior is not None:
-            return min(others, key=lambda label: (prior.get(label, 0.0), label))
+            return least_often_relevant(others, prior)
         return rng.choice(others)
     if strategy == "dranker":
         rng.shuffle(others)
