@@ -93,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--dtype", default="float32", help="vllm/transformers dtype (default float32)")
     parser.add_argument(
+        "--max-num-seqs", type=int, help="vllm: sequences decoded together (vLLM's default on CPU: 256)"
+    )
+    parser.add_argument(
         "--datasets", nargs="+", default=["dl19"], help="TREC-style sets: dl19, dl20, scifact, vaswani, cranfield"
     )
     parser.add_argument("--queries", type=int, default=None, help="use only the first N queries")
@@ -111,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
         args.model = tiny_model()
     options: dict[str, Any] = {"base_url": args.base_url} if args.backend == "openai" else {"dtype": args.dtype}
+    if args.max_num_seqs:
+        if args.backend != "vllm":
+            parser.error("--max-num-seqs is a vllm backend setting")
+        options["max_num_seqs"] = args.max_num_seqs
     evalsets = [load_dataset(name) for name in args.datasets]
     pairs = [(q.query, q.candidates) for evalset in evalsets for q in evalset.queries][: args.queries]
     queries = [query for query, _ in pairs]
@@ -151,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 "queries": count,
                 "depth": args.depth,
                 "max_new_tokens": args.max_new_tokens,
+                "max_num_seqs": args.max_num_seqs,
                 "seconds": round(seconds, 2),
                 "queries_per_s": round(count / seconds, 3),
                 "speedup_vs_loop": round(count / seconds / loop_rate, 2),
