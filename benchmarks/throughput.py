@@ -107,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     )
     parser.add_argument("--out", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
+    if args.max_num_seqs and args.backend != "vllm":
+        parser.error("--max-num-seqs is a vllm backend setting")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM logs to stdout, where the JSON goes
 
     if args.model is None:
@@ -115,8 +117,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         args.model = tiny_model()
     options: dict[str, Any] = {"base_url": args.base_url} if args.backend == "openai" else {"dtype": args.dtype}
     if args.max_num_seqs:
-        if args.backend != "vllm":
-            parser.error("--max-num-seqs is a vllm backend setting")
         options["max_num_seqs"] = args.max_num_seqs
     evalsets = [load_dataset(name) for name in args.datasets]
     pairs = [(q.query, q.candidates) for evalset in evalsets for q in evalset.queries][: args.queries]
