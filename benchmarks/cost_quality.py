@@ -3,9 +3,9 @@
 The judge is a simulation (`r1ranker_plugins.testing.SimulatedJudge`): it answers every prompt
 from the DL19 relevance labels, wrong with probability `error_rate` per decision, through the real
 prompt and parsing code. It measures the ranking algorithms and what they cost, never a model.
-Both of its error models run: "uniform" (a wrong answer is a random candidate; each of a
-multi-elimination's names can drop a random kept candidate) and "local" (a wrong answer is a
-neighbour in a noisily sorted list). Error rate 0 is deterministic and runs once.
+Both of its error models run: "uniform" (a wrong answer is a random candidate; a multi-elimination's
+names are as many such decisions in a row) and "local" (a wrong answer is a neighbour in a noisily
+sorted list). Error rate 0 is deterministic and runs once.
 
     python benchmarks/cost_quality.py --out runs/cost_quality.json [--seeds 3] [--paper-seeds 1] [--limit 43]
 
@@ -16,6 +16,7 @@ prompt tokens per query (`--plot`, default next to `--out`).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -115,6 +116,21 @@ VARIANTS: dict[str, tuple[type, str, dict[str, Any]]] = {
         "tournament",
         {"depth": 100, "mode": "tournament", "group_size": 25, "margin": 5, "ordering": "one-by-one"},
     ),
+    "iranker/tournament-g50-final": (
+        IRanker,
+        "tournament",
+        {"depth": 100, "mode": "tournament", "group_size": 50, "agreement": "final"},
+    ),
+    "iranker/tournament-g50-m2-final": (
+        IRanker,
+        "tournament",
+        {"depth": 100, "mode": "tournament", "group_size": 50, "margin": 2, "agreement": "final"},
+    ),
+    "iranker/tournament-g25-all": (
+        IRanker,
+        "tournament",
+        {"depth": 100, "mode": "tournament", "group_size": 25, "agreement": "all"},
+    ),
     "dranker/full-list": (DRanker, "full-list", {"depth": 100}),
     "setwise/heapsort-c19-k10": (SetwiseRanker, "heapsort-c19-k10", {"depth": 100, "num_child": 19, "k": 10}),
     "listwise/sliding-w20-s10": (SlidingWindowRanker, "sliding-w20-s10", {"depth": 100}),
@@ -196,7 +212,8 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
 
     models = sorted({r["error_model"] for r in summary if r["error_rate"] > 0}) or ["uniform"]
     fig, axes = plt.subplots(1, len(models), figsize=(7 * len(models), 5), sharey=True, squeeze=False)
-    markers = dict(zip(sorted({r["strategy"] + "/" + r["variant"] for r in summary}), "osD^v<>ph*", strict=False))
+    names = sorted({r["strategy"] + "/" + r["variant"] for r in summary})
+    markers = dict(zip(names, itertools.cycle("osD^v<>ph*XPd8H"), strict=False))
     colors = {0.0: "tab:green", 0.1: "tab:orange", 0.2: "tab:red"}
     for ax, model in zip(axes[0], models, strict=True):
         for row in summary:
@@ -214,10 +231,10 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("prompt tokens per query (log)")
         ax.set_title(f"SIMULATED judge, {model} errors\n(green: error 0, orange: 0.1, red: 0.2)")
-        ax.legend(fontsize=7, loc="lower right")
     axes[0][0].set_ylabel("NDCG@10 on DL19, top-10 of BM25 top-100 (mean over seeds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -244,9 +244,10 @@ class SimulatedJudge(Engine):
     per decision; they differ in what a wrong answer is:
 
     - "uniform" (default, the pessimistic extreme): a wrong "least"/"most" decision names a
-      uniformly random other shown candidate, as likely the best as a near miss; for "least"
-      with a `count` > 1 each of the `count` names is replaced, with that probability, by a
-      random candidate not yet named (so each error removes a random kept candidate).
+      uniformly random other shown candidate, as likely the best as a near miss. A "least"
+      answer with a `count` > 1 is `count` such decisions in a row, each over the candidates
+      not yet named, exactly as that many one-name calls would go: asking for several names
+      at once neither adds errors nor hides them.
     - "local" (errors between neighbours, as a noisy scorer makes them): every answer is read
       off one noisy order, the grade order after one left-to-right pass that swaps each
       adjacent pair with probability `error_rate`; "least" names its last `count`, "most" its
@@ -330,16 +331,16 @@ class SimulatedJudge(Engine):
             if kind not in ("least", "most"):
                 raise ValueError(f"simulated judge: unknown request kind {kind!r}")
             return order[-count:][::-1] if kind == "least" else order[:1]
-        if kind == "least" and count > 1:
-            worst = sorted(range(n), key=lambda i: (grades[i], -i))[:count]
-            for j in range(len(worst)):
-                others = [i for i in range(n) if i not in worst]
-                if others and rng.random() < self.error_rate:
-                    worst[j] = rng.choice(others)
-            return worst
         if kind == "least":
-            best = max(range(n), key=lambda i: (-grades[i], i))
-        elif kind == "most":
+            named: list[int] = []
+            for _ in range(min(count, n)):
+                left = [i for i in range(n) if i not in named]
+                pick = min(left, key=lambda i: (grades[i], -i))
+                if len(left) > 1 and rng.random() < self.error_rate:
+                    pick = rng.choice([i for i in left if i != pick])
+                named.append(pick)
+            return named
+        if kind == "most":
             best = max(range(n), key=lambda i: (grades[i], -i))
         else:
             raise ValueError(f"simulated judge: unknown request kind {kind!r}")

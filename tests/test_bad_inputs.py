@@ -34,6 +34,7 @@ def test_a_200k_character_candidate_is_truncated_not_fatal(tiny_model_path):
         ({"on_engine_error": "ignore"}, "on_engine_error"),
         ({"mode": "fast"}, "unknown mode"),
         ({"group_size": 1, "mode": "tournament"}, "group_size"),
+        ({"mode": "tournament", "agreement": "twice"}, "unknown agreement 'twice'"),
     ],
 )
 def test_invalid_options_are_named(tiny_model_path, options, message):

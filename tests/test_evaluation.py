@@ -156,6 +156,22 @@ def test_judge_error_models(tokenizer, model):
         assert min(wrong) < 10 and kept_lost > 100
 
 
+def test_uniform_multi_name_answer_errs_like_one_name_calls(tokenizer):
+    """Naming 15 of 20 at once is 15 one-name decisions in a row, each over those not yet named:
+    a wrong name is often another of the least relevant, so the named set is right far more
+    often than (1 - e)^15, the rate if every wrong name dropped a candidate that should stay."""
+    grades = {str(i): 20 - i for i in range(20)}
+    judge = SimulatedJudge({"q": grades}, error_rate=0.2, tokenizer=tokenizer)
+    ids = [str(i) for i in range(20)]
+    right = 0
+    for trial in range(400):
+        judge.seed = trial
+        named = judge.decide({"query": "q", "ids": ids, "labels": ids, "kind": "least", "count": 15})
+        assert len(set(named)) == 15
+        right += set(named) == set(range(5, 20))
+    assert right / 400 > 3 * 0.8**15  # expected 4/19 = 0.21 against 0.035
+
+
 def test_eval_cli_records_the_error_model(tmp_path):
     args = ["--dataset", "dl19", "--strategy", "iranker", "--judge", "simulated", "--depth", "10", "--limit", "4"]
     args += ["--error-rate", "0.5"]

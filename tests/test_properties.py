@@ -63,11 +63,20 @@ def make_candidates(n: int, seed: int) -> list[Candidate]:
         (IRanker, {"task": "passage"}),
         (IRanker, {"task": "recommendation"}),
         (IRanker, {"task": "routing", "scenario": "cost"}),
+        (IRanker, {"mode": "tournament", "group_size": 3, "top_k": 2, "margin": 1, "agreement": "all"}),
         (DRanker, {"task": "passage"}),
         (DRanker, {"task": "routing"}),
         (SetwiseRanker, {"num_child": 3, "k": 4}),
     ],
-    ids=["iranker-passage", "iranker-rec", "iranker-routing", "dranker-passage", "dranker-routing", "setwise"],
+    ids=[
+        "iranker-passage",
+        "iranker-rec",
+        "iranker-routing",
+        "iranker-tournament",
+        "dranker-passage",
+        "dranker-routing",
+        "setwise",
+    ],
 )
 def test_any_model_output_gives_a_permutation(tokenizer, cls, options):
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)

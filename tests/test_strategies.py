@@ -256,6 +256,35 @@ def test_tournament_cost_for_top_10_of_100(scripted):
     assert rounds <= 8 and docs <= 210 and len(engine.seen) <= 20
 
 
+@pytest.mark.parametrize(("agreement", "second_asks"), [("final", 1), ("all", 7)])
+def test_tournament_with_agreement_asks_again_in_reverse_and_finds_the_top_k(scripted, agreement, second_asks):
+    engine = scripted(judge)
+    ranker = IRanker(engine=engine, mode="tournament", group_size=25, agreement=agreement)
+    ranking = ranker.rank("q", candidates(100))
+    assert ranking.order[:10] == ideal(100)[:10] and sorted(ranking.order) == list(range(100))
+    shown = [[int(i[1:]) for i in r.meta["ids"]] for r in engine.seen]
+    assert sum(ids == sorted(ids, reverse=True) for ids in shown) == second_asks  # 4 + 2 + 1 groups for "all"
+
+
+def test_agreement_eliminates_what_both_asks_name_and_settles_the_dispute(scripted):
+    best, second, third, *worst = ideal(6)
+
+    def reply(request):
+        ids = request.meta["ids"]
+        if ids == [f"d{i}" for i in range(5, -1, -1)]:  # the reversed ask slips: names the best
+            named = [request.meta["labels"][ids.index(f"d{p}")] for p in [*worst, best]]
+            return "</think>\n<answer>" + "\n".join(named) + "</answer>"
+        return judge(request)
+
+    engine = scripted(reply)
+    ranker = IRanker(engine=engine, mode="tournament", group_size=10, top_k=2, agreement="final")
+    ranking = ranker.rank("q", candidates(6))
+    assert engine.batch_sizes == [2, 1, 1]  # both asks together, the dispute, then the top 2's order
+    dispute = engine.seen[2]
+    assert sorted(dispute.meta["ids"]) == sorted([f"d{best}", f"d{third}"]) and dispute.meta["count"] == 1
+    assert ranking.order[:2] == [best, second] and sorted(ranking.order) == list(range(6))
+
+
 def test_tournament_multi_elimination_prompt_and_repair(scripted):
     answers = iter(["passage 9\npassage 9\npassage 42", "passage 0"])
 
