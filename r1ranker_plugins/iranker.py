@@ -193,13 +193,11 @@ class IRanker(R1Prompting, Ranker):
                 self._eliminate(query, candidates, texts, trace, shown[::-1], count),
             ]
         )
+        eliminated = [p for p in first if p in second]
         disputed = [p for p in shown if (p in first) != (p in second)]
-        settled = (
-            (yield from self._eliminate(query, candidates, texts, trace, disputed, len(disputed) // 2))
-            if disputed
-            else []
-        )
-        return [p for p in first if p in second] + settled
+        if disputed:
+            eliminated += yield from self._eliminate(query, candidates, texts, trace, disputed, len(disputed) // 2)
+        return eliminated
 
     def _eliminate(
         self,
