@@ -116,6 +116,7 @@ VARIANTS: dict[str, tuple[type, str, dict[str, Any]]] = {
         "tournament",
         {"depth": 100, "mode": "tournament", "group_size": 25, "margin": 5, "ordering": "one-by-one"},
     ),
+    "iranker/tournament-g50": (IRanker, "tournament", {"depth": 100, "mode": "tournament", "group_size": 50}),
     "iranker/tournament-g50-final": (
         IRanker,
         "tournament",

@@ -246,8 +246,8 @@ class SimulatedJudge(Engine):
     - "uniform" (default, the pessimistic extreme): a wrong "least"/"most" decision names a
       uniformly random other shown candidate, as likely the best as a near miss. A "least"
       answer with a `count` > 1 is `count` such decisions in a row, each over the candidates
-      not yet named, exactly as that many one-name calls would go: asking for several names
-      at once neither adds errors nor hides them.
+      not yet named, so it errs as that many one-name calls would (in distribution): asking
+      for several names at once neither adds errors nor hides them.
     - "local" (errors between neighbours, as a noisy scorer makes them): every answer is read
       off one noisy order, the grade order after one left-to-right pass that swaps each
       adjacent pair with probability `error_rate`; "least" names its last `count`, "most" its

@@ -63,7 +63,7 @@ def make_candidates(n: int, seed: int) -> list[Candidate]:
         (IRanker, {"task": "passage"}),
         (IRanker, {"task": "recommendation"}),
         (IRanker, {"task": "routing", "scenario": "cost"}),
-        (IRanker, {"mode": "tournament", "group_size": 3, "top_k": 2, "margin": 1, "agreement": "all"}),
+        (IRanker, {"mode": "tournament", "group_size": 4, "top_k": 1, "margin": 1, "agreement": "all"}),
         (DRanker, {"task": "passage"}),
         (DRanker, {"task": "routing"}),
         (SetwiseRanker, {"num_child": 3, "k": 4}),

@@ -285,6 +285,26 @@ def test_agreement_eliminates_what_both_asks_name_and_settles_the_dispute(script
     assert ranking.order[:2] == [best, second] and sorted(ranking.order) == list(range(6))
 
 
+def test_agreement_fallbacks_follow_the_first_stage_order_in_both_asks(scripted):
+    engine = scripted(garbage)
+    ranker = IRanker(engine=engine, mode="tournament", group_size=10, top_k=2, agreement="final")
+    ranking = ranker.rank("q", candidates(6))
+    assert ranking.order == list(range(6))  # both asks fall back to the same four, so they agree
+    asked = [len(r.meta["ids"]) for r in engine.seen if r.meta["kind"] != "forced_answer"]
+    assert asked == [6, 6, 2] and all(step.fallback for step in ranking.trace)  # no dispute to settle
+
+
+def test_agreement_with_nothing_in_common_keeps_the_first_answer(scripted):
+    def reply(request):  # names the first shown: the two asks of a pair disagree completely
+        return "</think>\n<answer>" + request.meta["labels"][0] + "</answer>"
+
+    engine = scripted(reply)
+    ranking = IRanker(engine=engine, mode="tournament", group_size=2, top_k=1, agreement="final").rank(
+        "q", candidates(2)
+    )
+    assert engine.batch_sizes == [2] and ranking.order == [1, 0]
+
+
 def test_tournament_multi_elimination_prompt_and_repair(scripted):
     answers = iter(["passage 9\npassage 9\npassage 42", "passage 0"])
 
