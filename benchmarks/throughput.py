@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--max-num-seqs", type=int, help="vllm: sequences decoded together (vLLM's default on CPU: 256)"
     )
+    parser.add_argument("--kv-cache-dtype", help="vllm: KV cache dtype, e.g. fp8 (vLLM's default: the model's)")
     parser.add_argument(
         "--datasets", nargs="+", default=["dl19"], help="TREC-style sets: dl19, dl20, scifact, vaswani, cranfield"
     )
@@ -107,8 +108,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     )
     parser.add_argument("--out", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
-    if args.max_num_seqs and args.backend != "vllm":
-        parser.error("--max-num-seqs is a vllm backend setting")
+    for flag in ("max_num_seqs", "kv_cache_dtype"):
+        if getattr(args, flag) and args.backend != "vllm":
+            parser.error(f"--{flag.replace('_', '-')} is a vllm backend setting")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM logs to stdout, where the JSON goes
 
     if args.model is None:
@@ -116,8 +118,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
         args.model = tiny_model()
     options: dict[str, Any] = {"base_url": args.base_url} if args.backend == "openai" else {"dtype": args.dtype}
-    if args.max_num_seqs:
-        options["max_num_seqs"] = args.max_num_seqs
+    for flag in ("max_num_seqs", "kv_cache_dtype"):
+        if getattr(args, flag):
+            options[flag] = getattr(args, flag)
     evalsets = [load_dataset(name) for name in args.datasets]
     pairs = [(q.query, q.candidates) for evalset in evalsets for q in evalset.queries][: args.queries]
     queries = [query for query, _ in pairs]
