@@ -197,10 +197,11 @@ class IRanker(R1Prompting, Ranker):
                 self._eliminate(query, candidates, texts, trace, shown[::-1], count),
             ]
         )
+        named_twice = set(first) & set(second)
         named_once = set(first) ^ set(second)
         if len(named_once) == len(shown):
             return first
-        eliminated = [p for p in first if p in set(second)]
+        eliminated = [p for p in first if p in named_twice]
         if named_once:
             disputed = [p for p in shown if p in named_once]
             eliminated += yield from self._eliminate(query, candidates, texts, trace, disputed, len(disputed) // 2)
