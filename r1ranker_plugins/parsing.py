@@ -36,12 +36,18 @@ def forced_answer_prefix(completion: str) -> str:
     """What follows the prompt when we force an answer: the reasoning, closed, then `<answer>`.
 
     Used when the model ran out of tokens or wrote no answer block: the short second
-    generation continues right after the opening answer tag.
+    generation continues right after the opening answer tag. A completion without an answer
+    block is kept whole, so the engine can continue from the model's own tokens.
     """
-    reasoning = re.split(r"<answer>", completion, maxsplit=1, flags=re.IGNORECASE)[0].rstrip()
+    parts = re.split(r"<answer>", completion, maxsplit=1, flags=re.IGNORECASE)
+    reasoning = parts[0].rstrip() if len(parts) > 1 else completion
     if "</think>" not in reasoning.lower():
-        reasoning += "\n</think>"
-    return reasoning + "\n<answer>"
+        reasoning = _on_new_line(reasoning, "</think>")
+    return _on_new_line(reasoning, "<answer>")
+
+
+def _on_new_line(text: str, tag: str) -> str:
+    return text + tag if text.endswith("\n") else f"{text}\n{tag}"
 
 
 def normalise(text: str) -> str:

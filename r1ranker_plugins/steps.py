@@ -38,7 +38,8 @@ def ask(
     """Ask once; where no usable answer came back, force one with a short second generation.
 
     The forced prompt is the original prompt, the model's own reasoning, a closed think block
-    and an open `<answer>` tag, so even a model cut off mid-thought commits to an answer.
+    and an open `<answer>` tag, so even a model cut off mid-thought commits to an answer. When
+    the engine reported the tokens of a cut-off completion, the forced prompt starts with them.
     """
     completions = yield list(requests)
     outcomes = []
@@ -51,8 +52,7 @@ def ask(
         return outcomes
     forced_requests = [
         replace(
-            requests[i],
-            prompt=requests[i].prompt + forced_answer_prefix(outcomes[i].completion),
+            _continuation(requests[i], completions[i], forced_answer_prefix(outcomes[i].completion)),
             max_tokens=answer_tokens,
             temperature=0.0,
             stop=("</answer>",),
@@ -66,6 +66,19 @@ def ask(
         text = forced_answer_prefix(outcomes[i].completion) + completion.text
         outcomes[i] = Outcome(text, answer, parse(answer) if answer else None, forced=True)
     return outcomes
+
+
+def _continuation(request: Request, completion: Completion, text: str) -> Request:
+    """`request` with `text` appended; its token prefix is the prompt and completion so far
+    when `text` starts with the whole completion and the engine reported their tokens."""
+    request = replace(request, prompt=request.prompt + text)
+    if completion.sequence_ids and text.startswith(completion.text):
+        request = replace(
+            request,
+            prefix_ids=completion.sequence_ids,
+            prefix_chars=len(request.prompt) - len(text) + len(completion.text),
+        )
+    return request
 
 
 def gather(

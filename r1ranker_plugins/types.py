@@ -59,6 +59,11 @@ class Request:
 
     `meta` carries the structured content of the prompt (kind of question, candidate
     positions) so that a simulated judge can answer without parsing text.
+
+    `prefix_ids` are the tokens of `prompt[:prefix_chars]` as the model last saw and wrote them
+    (a prompt and its cut-off completion). Engines that take token ids send them plus the
+    encoding of the rest, so a continuation reuses the cached prefix: re-encoding generated
+    text can split it into different tokens, which the prefix cache would not recognise.
     """
 
     prompt: str
@@ -67,11 +72,20 @@ class Request:
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # benchmarks: every request generates exactly max_tokens
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    prefix_ids: tuple[int, ...] = ()
+    prefix_chars: int = 0
 
 
 @dataclass(frozen=True)
 class Completion:
+    """What the engine wrote for one request.
+
+    `sequence_ids` (prompt and completion tokens) is set by engines that know them, for a
+    completion cut off by `max_tokens`: the one a forced answer continues.
+    """
+
     text: str
     finish_reason: str  # "stop" | "length"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    sequence_ids: tuple[int, ...] = ()

@@ -31,6 +31,14 @@ def test_forced_prefix_closes_the_think_block_and_drops_a_partial_answer():
     assert forced_answer_prefix(" done </think>\n<answer>pass") == " done </think>\n<answer>"
 
 
+def test_forced_prefix_keeps_a_completion_without_answer_whole():
+    """So the continuation can reuse the model's own tokens (and the engine's cached prefix)."""
+    for completion in (" cut off mid-line\n", " two spaces  ", " closed </think>\n"):
+        assert forced_answer_prefix(completion).startswith(completion)
+    assert forced_answer_prefix(" cut off mid-line\n") == " cut off mid-line\n</think>\n<answer>"
+    assert forced_answer_prefix(" closed </think>\n") == " closed </think>\n<answer>"
+
+
 @pytest.mark.parametrize(
     ("answer", "index", "how"),
     [

@@ -8,6 +8,8 @@ import random
 import pytest
 
 from r1ranker_plugins import Candidate, DRanker, IRanker, SetwiseRanker
+from r1ranker_plugins.steps import ask
+from r1ranker_plugins.types import Completion, Request
 
 RELEVANCE = {f"d{i}": (i * 7919) % 101 for i in range(100)}  # distinct grades in scrambled order
 
@@ -75,6 +77,28 @@ def test_iranker_forces_an_answer_when_reasoning_runs_out(scripted):
     assert engine.stats()["forced_answers"] == 5
     forced = [r for r in engine.seen if r.meta["kind"] == "forced_answer"]
     assert forced[0].prompt.endswith("runs out of tokens\n</think>\n<answer>")
+
+
+def test_forced_answer_continues_from_the_tokens_the_engine_reported():
+    """Cut off with its tokens known: the forced prompt starts with them. A partial answer is
+    dropped from the prompt, so its tokens no longer fit and the prompt goes as text."""
+    requests = [Request("P1", 4), Request("P2", 4), Request("P3", 4)]
+    machine = ask(requests, parse=lambda answer: answer or None)
+    next(machine)
+    forced = machine.send(
+        [
+            Completion(" ran out", "length", 2, 3, sequence_ids=(1, 2, 7, 8, 9)),
+            Completion(" ran out <answer>", "length", 2, 3, sequence_ids=(1, 2, 7, 8, 9)),
+            Completion(" stopped", "stop", 2, 3),
+        ]
+    )
+    assert [r.prompt for r in forced] == [
+        "P1 ran out\n</think>\n<answer>",
+        "P2 ran out\n</think>\n<answer>",
+        "P3 stopped\n</think>\n<answer>",
+    ]
+    assert forced[0].prefix_ids == (1, 2, 7, 8, 9) and forced[0].prefix_chars == len("P1 ran out")
+    assert [r.prefix_ids for r in forced[1:]] == [(), ()]
 
 
 def test_iranker_garbage_falls_back_visibly_and_loses_nothing(scripted):

@@ -10,6 +10,7 @@ import pytest
 
 from r1ranker_plugins import DRanker, IRanker, SetwiseRanker, get_engine
 from r1ranker_plugins.engines import EngineError, close_all
+from r1ranker_plugins.steps import ask, run
 from r1ranker_plugins.types import Request
 
 pytestmark = pytest.mark.vllm
@@ -171,3 +172,37 @@ def test_missing_model_is_a_clear_error(tmp_path):
         engine.generate(requests()[:1])
     with pytest.raises(EngineError, match=f"tokenizer of '{empty}'"):
         IRanker(str(empty), "vllm", **ENGINE).rank(QUERY, TEXTS)
+
+
+def test_forced_answer_reuses_the_cached_reasoning(tiny_model_path):
+    """The forced prompt starts with the model's own tokens, so the prompt and the reasoning come
+    from the prefix cache; re-encoding the reasoning's text splits it differently (this tiny
+    tokenizer after a few tokens), which only the original prompt survives. Both engines agree."""
+    engine = get_engine(tiny_model_path, "vllm", **ENGINE)
+    sent: list[Request] = []
+
+    def generate(requests: list[Request]):
+        sent.extend(requests)
+        return engine.generate(requests)
+
+    reasoning = Request(" ".join(TEXTS) * 3, max_tokens=300, ignore_eos=True)
+    [outcome] = run(ask([reasoning], parse=lambda answer: None), generate, batch_size=8)
+    forced = sent[1]
+    assert outcome.forced and forced.prefix_ids and forced.prompt.endswith("</think>\n<answer>")
+    tokens = len(forced.prefix_ids)
+    assert tokens > engine.count_tokens(reasoning.prompt) + 256
+
+    def cached(request: Request) -> int:
+        before = engine.stats()["prefix_cache_hits"]
+        engine.generate([request])
+        return engine.stats()["prefix_cache_hits"] - before
+
+    engine.reset_prefix_cache()
+    engine.generate([reasoning])  # what the cache holds after the first ask
+    as_tokens = cached(forced)
+    engine.reset_prefix_cache()
+    engine.generate([reasoning])
+    as_text = cached(Request(forced.prompt, forced.max_tokens, stop=forced.stop))
+    assert as_tokens >= tokens // 128 * 128 > as_text
+    hf = get_engine(tiny_model_path, "transformers")
+    assert [c.text for c in engine.generate([forced])] == [c.text for c in hf.generate([forced])]

@@ -117,7 +117,7 @@ class TransformersEngine(Engine):
             groups[key].append(i)
         with self._lock:
             for (max_tokens, temperature, stop, ignore_eos), indices in groups.items():
-                encoded = {i: tokenizer.encode(requests[i].prompt, add_special_tokens=False) for i in indices}
+                encoded = {i: _encode(tokenizer, requests[i]) for i in indices}
                 for chunk in self._chunks(sorted(indices, key=lambda i: len(encoded[i])), encoded, max_tokens):
                     prompts = [encoded[i] for i in chunk]
                     texts = self._run(model, prompts, max_tokens, temperature, stop, ignore_eos)
@@ -178,19 +178,23 @@ class TransformersEngine(Engine):
             ids = row[: ended + 1] if ended is not None else row
             text = tokenizer.decode(ids, skip_special_tokens=True)
             stopped = _cut_at_stop(text, stop)  # cut afterwards: stop_strings costs ~1 s per call
-            if ended is not None or stopped is not None:
-                finish = "stop"
-            else:
-                finish = "length" if len(ids) >= max_tokens else "stop"
+            cut_off = ended is None and stopped is None and len(ids) >= max_tokens
             completions.append(
                 Completion(
                     text=stopped if stopped is not None else text,
-                    finish_reason=finish,
+                    finish_reason="length" if cut_off else "stop",
                     prompt_tokens=len(prompt),
                     completion_tokens=len(ids),
+                    sequence_ids=(*prompt, *ids) if cut_off else (),
                 )
             )
         return completions
+
+
+def _encode(tokenizer: Any, request: Request) -> list[int]:
+    """Token ids of the prompt, starting with the tokens the model saw when the request has them."""
+    rest = tokenizer.encode(request.prompt[request.prefix_chars :], add_special_tokens=False)
+    return [*request.prefix_ids, *rest]
 
 
 def _as_list(value: Any) -> list[int]:

@@ -3,7 +3,9 @@
 Each request is its own `POST {base_url}/completions` with the raw prompt text; the server does
 the batching, so all requests of a call are sent at once, bounded by `max_concurrency`. The
 sync path runs on a private event loop in its own thread (it works inside a caller's running
-loop); `agenerate` awaits the requests in the caller's loop directly.
+loop); `agenerate` awaits the requests in the caller's loop directly. Completions carry no token
+ids, so a forced answer's prompt is text too (the server's prefix cache still covers the original
+prompt).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Every `generate` is one `LLM.generate` call over the whole list; vLLM's scheduler does the
 continuous batching, and its prefix cache reuses the shared heads of a query's prompts (the
-instruction, the query, and the whole original prompt of a forced-answer step).
+instruction, the query, and for a forced-answer step, sent as the tokens the model saw and wrote,
+the whole original prompt and reasoning).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class VLLMEngine(Engine):
             ]
             try:
                 outputs = llm.generate(
-                    [r.prompt for r in requests],
+                    [self._prompt(r) for r in requests],
                     params,
                     use_tqdm=False,
                     lora_request=self._lora_request,
@@ -132,15 +133,26 @@ class VLLMEngine(Engine):
         completions = []
         for output in outputs:
             best = output.outputs[0]
+            cut_off = best.finish_reason == "length"
             completions.append(
                 Completion(
                     text=full_text(tokenizer, best.text, best.token_ids, best.stop_reason),
-                    finish_reason="length" if best.finish_reason == "length" else "stop",
+                    finish_reason="length" if cut_off else "stop",
                     prompt_tokens=len(output.prompt_token_ids or ()),
                     completion_tokens=len(best.token_ids),
+                    sequence_ids=(*output.prompt_token_ids, *best.token_ids) if cut_off else (),
                 )
             )
         return completions
+
+    def _prompt(self, request: Request) -> Any:
+        """The prompt text, or token ids when the request starts with tokens the model saw."""
+        if not request.prefix_ids:
+            return request.prompt
+        from vllm.inputs import TokensPrompt
+
+        rest = self.tokenizer.encode(request.prompt[request.prefix_chars :], add_special_tokens=False)
+        return TokensPrompt(prompt_token_ids=[*request.prefix_ids, *rest])
 
     def backend_stats(self) -> dict[str, Any]:
         """Prefix-cache tokens, counted per request (vLLM's Prometheus counters are process-wide)."""
