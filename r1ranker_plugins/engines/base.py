@@ -194,6 +194,12 @@ def first_line(error: BaseException) -> str:
     return str(error).strip().split("\n", 1)[0] or type(error).__name__
 
 
+def prompt_ids(tokenizer: Any, request: Request) -> list[int]:
+    """The request's prompt as token ids: its `prefix_ids` as they are, then the rest encoded."""
+    rest = tokenizer.encode(request.prompt[request.prefix_chars :], add_special_tokens=False)
+    return [*request.prefix_ids, *rest]
+
+
 def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:
     """Cut `text` to `max_tokens` tokens of `tokenizer` (bounded work for huge texts).
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..types import Completion, Request
-from .base import Engine, EngineError, first_line, resolve_model_path
+from .base import Engine, EngineError, first_line, prompt_ids, resolve_model_path
 
 
 class TransformersEngine(Engine):
@@ -117,7 +117,7 @@ class TransformersEngine(Engine):
             groups[key].append(i)
         with self._lock:
             for (max_tokens, temperature, stop, ignore_eos), indices in groups.items():
-                encoded = {i: _encode(tokenizer, requests[i]) for i in indices}
+                encoded = {i: prompt_ids(tokenizer, requests[i]) for i in indices}
                 for chunk in self._chunks(sorted(indices, key=lambda i: len(encoded[i])), encoded, max_tokens):
                     prompts = [encoded[i] for i in chunk]
                     texts = self._run(model, prompts, max_tokens, temperature, stop, ignore_eos)
@@ -189,12 +189,6 @@ class TransformersEngine(Engine):
                 )
             )
         return completions
-
-
-def _encode(tokenizer: Any, request: Request) -> list[int]:
-    """Token ids of the prompt, starting with the tokens the model saw when the request has them."""
-    rest = tokenizer.encode(request.prompt[request.prefix_chars :], add_special_tokens=False)
-    return [*request.prefix_ids, *rest]
 
 
 def _as_list(value: Any) -> list[int]:

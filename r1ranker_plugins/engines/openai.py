@@ -3,9 +3,9 @@
 Each request is its own `POST {base_url}/completions` with the raw prompt text; the server does
 the batching, so all requests of a call are sent at once, bounded by `max_concurrency`. The
 sync path runs on a private event loop in its own thread (it works inside a caller's running
-loop); `agenerate` awaits the requests in the caller's loop directly. Completions carry no token
-ids, so a forced answer's prompt is text too (the server's prefix cache still covers the original
-prompt).
+loop); `agenerate` awaits the requests in the caller's loop directly. A request that starts with
+tokens the model saw (a forced answer after a cut-off completion) is sent as token ids, which the
+server reports with vLLM's `return_token_ids`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..types import Completion, Request
-from .base import Engine, EngineError
+from .base import Engine, EngineError, prompt_ids
 from .vllm import full_text
 
 PREFIX_METRICS = {
@@ -129,7 +129,7 @@ class OpenAIEngine(Engine):
 
         payload: dict[str, Any] = {
             "model": self.model,
-            "prompt": request.prompt,
+            "prompt": request.prompt if not request.prefix_ids else prompt_ids(tokenizer, request),
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "include_stop_str_in_output": True,  # vLLM extras from here on
@@ -242,11 +242,14 @@ class OpenAIEngine(Engine):
 def _completion(data: dict[str, Any], tokenizer: Any) -> Completion:
     choice = data["choices"][0]
     usage = data.get("usage") or {}
+    cut_off = choice.get("finish_reason") == "length"
+    known = choice.get("prompt_token_ids") is not None and choice.get("token_ids") is not None
     return Completion(
         text=full_text(tokenizer, choice["text"], choice.get("token_ids"), choice.get("stop_reason")),
-        finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+        finish_reason="length" if cut_off else "stop",
         prompt_tokens=int(usage.get("prompt_tokens", 0)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
+        sequence_ids=(*choice["prompt_token_ids"], *choice["token_ids"]) if cut_off and known else (),
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..types import Completion, Request
-from .base import Engine, EngineError, first_line, resolve_model_path
+from .base import Engine, EngineError, first_line, prompt_ids, resolve_model_path
 
 
 class VLLMEngine(Engine):
@@ -151,8 +151,7 @@ class VLLMEngine(Engine):
             return request.prompt
         from vllm.inputs import TokensPrompt
 
-        rest = self.tokenizer.encode(request.prompt[request.prefix_chars :], add_special_tokens=False)
-        return TokensPrompt(prompt_token_ids=[*request.prefix_ids, *rest])
+        return TokensPrompt(prompt_token_ids=prompt_ids(self.tokenizer, request))
 
     def backend_stats(self) -> dict[str, Any]:
         """Prefix-cache tokens, counted per request (vLLM's Prometheus counters are process-wide)."""
