@@ -8,7 +8,7 @@ from typing import Any
 
 from .checkpoint import read_ranker_config
 from .engines import Engine, EngineError, get_engine
-from .prompts import TASKS, cut_candidate
+from .prompts import TASKS, cut_candidates
 from .steps import StepMachine, arun, gather, run
 from .types import Candidate, Ranking, TraceStep
 
@@ -173,12 +173,12 @@ class Ranker:
         trace: list[TraceStep] = []
         machine = None
         if head > 1:  # cut once per query; the results keep the caller's candidates
-            shown = [cut_candidate(c, self.task, self._cut) for c in items[:head]]
+            shown = cut_candidates(items[:head], self.task, self._cut)
             machine = self.steps(self._truncate_query(query), shown, [c.text for c in shown], trace)
         return _Job(query, items, head, machine, trace)
 
-    def _cut(self, text: str) -> str:
-        return self.engine.truncate(text, self.max_candidate_tokens)
+    def _cut(self, texts: list[str]) -> list[str]:
+        return self.engine.truncate_many(texts, self.max_candidate_tokens)
 
     def _check_query(self, query: Any) -> None:
         if self.task == "recommendation":
@@ -191,7 +191,7 @@ class Ranker:
 
     def _truncate_query(self, query: Any) -> Any:
         if self.task == "recommendation":
-            return [self.engine.truncate(item, self.max_candidate_tokens) for item in query]
+            return self._cut(list(query))
         return self.engine.truncate(query, self.max_query_tokens)
 
     def _degrade(self, error: EngineError, jobs: list[_Job]) -> None:

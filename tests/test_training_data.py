@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from r1ranker_plugins.datasets import load_dataset, split_of
+from r1ranker_plugins.engines.base import truncate_texts
 from r1ranker_plugins.iranker import IRanker
 from r1ranker_plugins.prompts import r1_chat, setwise_messages
 from r1ranker_plugins.training.data import (
@@ -91,6 +92,16 @@ def test_truncation_uses_the_model_tokenizer(shared_data, tokenizer):
     for query in evalset.queries:
         assert len(tokenizer.encode(query.query, add_special_tokens=False)) <= 4
         assert all(len(tokenizer.encode(c.text, add_special_tokens=False)) <= 8 for c in query.candidates)
+
+
+def test_batched_truncation_keeps_the_first_tokens_of_each_text(tokenizer):
+    """One batched encode cuts each text exactly as encoding it alone would."""
+    texts = ["", "short", "word " * 5000, "Zürich café naïve résumé " * 9, "x" * 40]
+    cut = truncate_texts(tokenizer, texts, 12)
+    for text, kept in zip(texts, cut, strict=True):
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        assert kept == (text if len(ids) <= 12 else tokenizer.decode(ids[:12], skip_special_tokens=True))
+    assert cut[:2] == ["", "short"] and cut[2] != texts[2] and truncate_texts(tokenizer, [], 12) == []
 
 
 def test_routing_truncation_cuts_descriptions_not_names(shared_data, tokenizer, scripted):

@@ -31,8 +31,8 @@ from r1ranker_plugins.datasets import (
     ranking_bench_rows,
     rng_for,
 )
-from r1ranker_plugins.engines.base import truncate_text
-from r1ranker_plugins.prompts import cut_candidate, r1_chat, setwise_messages
+from r1ranker_plugins.engines.base import truncate_text, truncate_texts
+from r1ranker_plugins.prompts import cut_candidates, r1_chat, setwise_messages
 
 STRATEGIES = ("iranker", "dranker", "setwise")
 RANKING_BENCH = "ranking-bench"
@@ -88,13 +88,11 @@ def _truncated(query: EvalQuery, config: DataConfig, tokenizer: Any, task: str) 
     description is cut instead); any other candidate text is cut."""
     limit = config.max_candidate_tokens
     if limit is not None:
-        query.candidates = [
-            cut_candidate(c, task, lambda text: truncate_text(tokenizer, text, limit)) for c in query.candidates
-        ]
+        query.candidates = cut_candidates(query.candidates, task, lambda texts: truncate_texts(tokenizer, texts, limit))
     if config.max_query_tokens is not None and isinstance(query.query, str):
         query.query = truncate_text(tokenizer, query.query, config.max_query_tokens)
     elif config.max_candidate_tokens is not None and not isinstance(query.query, str):  # a user's history
-        query.query = [truncate_text(tokenizer, item, config.max_candidate_tokens) for item in query.query]
+        query.query = truncate_texts(tokenizer, query.query, config.max_candidate_tokens)
     return query
 
 

@@ -130,6 +130,9 @@ class Engine:
     def truncate(self, text: str, max_tokens: int) -> str:
         return truncate_text(self.tokenizer, text, max_tokens)
 
+    def truncate_many(self, texts: Sequence[str], max_tokens: int) -> list[str]:
+        return truncate_texts(self.tokenizer, texts, max_tokens)
+
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
@@ -200,16 +203,37 @@ def prompt_ids(tokenizer: Any, request: Request) -> list[int]:
     return [*request.prefix_ids, *rest]
 
 
-def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:
-    """Cut `text` to `max_tokens` tokens of `tokenizer` (bounded work for huge texts).
+def truncate_texts(tokenizer: Any, texts: Sequence[str], max_tokens: int) -> list[str]:
+    """Cut each text to `max_tokens` tokens of `tokenizer`, encoding only a window of its start.
 
-    The one truncation rule, shared by inference and training data.
+    The one truncation rule, shared by inference and training data. Encoding dominates the
+    preparation of a query, so it is batched (the tokenizer spreads a batch over the cores) and
+    covers about 6 characters per token kept; a text whose window holds too few tokens to settle
+    the cut (8 spare for the word the window splits) is encoded again over 16 per token.
     """
-    text = text[: max_tokens * 16]
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    if len(ids) <= max_tokens:
-        return text
-    return tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
+    out = list(texts)
+    pending = list(range(len(texts)))
+    for chars_per_token in (6, 16):
+        windows = [texts[i][: max_tokens * chars_per_token] for i in pending]
+        encoded = tokenizer(windows, add_special_tokens=False)["input_ids"] if windows else []
+        retry, long = [], []
+        for i, window, ids in zip(pending, windows, encoded, strict=True):
+            if chars_per_token == 6 and len(window) < len(texts[i]) and len(ids) <= max_tokens + 8:
+                retry.append(i)
+            elif len(ids) > max_tokens:
+                long.append((i, ids[:max_tokens]))
+            else:
+                out[i] = window
+        if long:  # batch_decode([]) is not [] in transformers 5
+            cut = tokenizer.batch_decode([ids for _, ids in long], skip_special_tokens=True)
+            for (i, _), text in zip(long, cut, strict=True):
+                out[i] = text
+        pending = retry
+    return out
+
+
+def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:
+    return truncate_texts(tokenizer, [text], max_tokens)[0]
 
 
 def resolve_model_path(model: str) -> str:
