@@ -9,6 +9,9 @@ measurement (in-process vLLM) so neither mode inherits the other's cached prompt
 
     python benchmarks/throughput.py --strategy iranker --depth 20 --out throughput.json
     python benchmarks/throughput.py --strategy iranker --datasets dl19 dl20 scifact --loop-queries 43
+
+On a shared machine the speed varies between minutes; `--repeats N` alternates the two modes N
+times, so both sample the same conditions, and reports each mode's median.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import functools
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -106,8 +110,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         default=None,
         help="time the loop on N queries spread over the list (a sequential loop's queries/s does not depend on N)",
     )
+    parser.add_argument("--repeats", type=int, default=1, help="alternate the two modes N times; report medians")
     parser.add_argument("--out", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
     for flag in ("max_num_seqs", "kv_cache_dtype"):
         if getattr(args, flag) and args.backend != "vllm":
             parser.error(f"--{flag.replace('_', '-')} is a vllm backend setting")
@@ -135,19 +142,27 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     )
     ranker.rank(queries[0], lists[0][:3])  # load the model; start-up is not throughput
 
-    engine.recorded.clear()
-    together, many_s, many = measure(engine, lambda: ranker.rank_many(queries, lists, progress=True))
-    sent = list(engine.recorded)
     stride = max(len(pairs) // (args.loop_queries or len(pairs)), 1)
     looped = pairs[::stride][: args.loop_queries]
-    loop_rankings, loop_s, loop = measure(engine, lambda: [ranker.rank(q, c) for q, c in tqdm(looped, desc="loop")])
+    many_runs, loop_runs, same = [], [], True
+    for _ in range(args.repeats):
+        engine.recorded.clear()
+        together, many_s, many = measure(engine, lambda: ranker.rank_many(queries, lists, progress=True))
+        sent = list(engine.recorded)
+        loop_rankings, loop_s, loop = measure(engine, lambda: [ranker.rank(q, c) for q, c in tqdm(looped, desc="loop")])
+        many_runs.append(many_s)
+        loop_runs.append(loop_s)
+        same &= [r.order for r in together[::stride][: len(looped)]] == [r.order for r in loop_rankings]
+    many_s, loop_s = statistics.median(many_runs), statistics.median(loop_runs)
     _, raw_s, raw = measure(engine, lambda: engine.inner.generate(sent))
     raw_rate = raw["completion_tokens"] / raw_s
-    same = [r.order for r in together[::stride][: len(looped)]] == [r.order for r in loop_rankings]
 
     rows = []
     loop_rate = len(looped) / loop_s
-    for mode, seconds, delta, count in (("rank_many", many_s, many, len(queries)), ("loop", loop_s, loop, len(looped))):
+    for mode, seconds, delta, count, runs in (
+        ("rank_many", many_s, many, len(queries), many_runs),
+        ("loop", loop_s, loop, len(looped), loop_runs),
+    ):
         rate = delta["completion_tokens"] / seconds
         hit_rate = (
             delta["prefix_cache_hits"] / delta["prefix_cache_queries"] if delta.get("prefix_cache_queries") else None
@@ -164,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 "max_num_seqs": args.max_num_seqs,
                 "seconds": round(seconds, 2),
                 "queries_per_s": round(count / seconds, 3),
+                "queries_per_s_runs": [round(count / each, 3) for each in runs],
                 "speedup_vs_loop": round(count / seconds / loop_rate, 2),
                 "engine_calls": delta["calls"],
                 "requests": delta["requests"],

@@ -1,0 +1,32 @@
+"""The throughput benchmark runs end to end on a few queries (its figures are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.vllm
+pytest.importorskip("vllm")
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_throughput_alternates_the_modes_and_reports_medians(tiny_model_path, shared_data, tmp_path):
+    out = tmp_path / "throughput.json"
+    command = [
+        sys.executable, str(BENCHMARKS / "throughput.py"), "--strategy", "dranker", "--queries", "4",
+        "--depth", "4", "--max-new-tokens", "4", "--repeats", "2", "--out", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=BENCHMARKS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rank_many, loop = json.loads(out.read_text())
+    assert (rank_many["mode"], loop["mode"]) == ("rank_many", "loop")
+    assert rank_many["same_orders_as_other_mode"] and loop["queries"] == 4
+    for row in (rank_many, loop):
+        assert len(row["queries_per_s_runs"]) == 2 and min(row["queries_per_s_runs"]) > 0
+        assert min(row["queries_per_s_runs"]) <= row["queries_per_s"] <= max(row["queries_per_s_runs"])
+    assert rank_many["mean_batch"] == 4.0 and loop["mean_batch"] == 1.0
