@@ -61,7 +61,8 @@ class Request:
     positions) so that a simulated judge can answer without parsing text.
 
     `prefix_ids` are the tokens of `prompt[:prefix_chars]` as the model last saw and wrote them
-    (a prompt and its cut-off completion). Engines that take token ids send them plus the
+    (a prompt and its cut-off completion; special tokens the model wrote are kept, while the
+    text, decoded without them, omits them). Engines that take token ids send them plus the
     encoding of the rest, so a continuation reuses the cached prefix: re-encoding generated
     text can split it into different tokens, which the prefix cache would not recognise.
     """

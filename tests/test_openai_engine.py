@@ -22,7 +22,7 @@ import pytest
 
 from r1ranker_plugins import DRanker, IRanker, SetwiseRanker
 from r1ranker_plugins.engines import EngineError
-from r1ranker_plugins.engines.openai import OpenAIEngine
+from r1ranker_plugins.engines.openai import OpenAIEngine, _completion
 from r1ranker_plugins.types import Request
 
 pytestmark = pytest.mark.vllm
@@ -150,6 +150,18 @@ def test_stats_read_the_server_metrics(tiny_model_path, server):
     assert stats["prefix_cache_queries"] >= stats["prompt_tokens"]  # server-wide since the first request
     assert stats["prefix_cache_hits"] > 0 and 0 < stats["prefix_cache_hit_rate"] < 1
     engine.close()
+
+
+def test_cut_off_completion_keeps_the_token_ids_the_server_returned(tokenizer):
+    """Only a completion cut off by max_tokens with both id lists reported can be continued."""
+    ids = tokenizer.encode(" ran out", add_special_tokens=False)
+    choice = {"text": " ran out", "finish_reason": "length", "prompt_token_ids": [5, 6], "token_ids": ids}
+    data = {"choices": [choice], "usage": {"prompt_tokens": 2, "completion_tokens": len(ids)}}
+    assert _completion(data, tokenizer).sequence_ids == (5, 6, *ids)
+    without_ids = {"text": " ran out", "finish_reason": "length"}  # a server without return_token_ids
+    assert _completion({"choices": [without_ids]}, tokenizer).sequence_ids == ()
+    stopped = {**choice, "finish_reason": "stop", "stop_reason": "</answer>"}
+    assert _completion({"choices": [stopped]}, tokenizer).sequence_ids == ()
 
 
 def test_client_errors_fail_at_once(tiny_model_path, server):

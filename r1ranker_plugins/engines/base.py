@@ -114,9 +114,9 @@ class Engine:
         if limit is None:
             return
         for request in requests:
-            if len(request.prompt) + request.max_tokens <= limit:  # a token is at least one character
-                continue
-            size = self.count_tokens(request.prompt)
+            if not request.prefix_ids and len(request.prompt) + request.max_tokens <= limit:
+                continue  # a token is at least one character (ids may hold characterless special tokens)
+            size = len(request.prefix_ids) + self.count_tokens(request.prompt[request.prefix_chars :])
             if size + request.max_tokens > limit:
                 raise PromptTooLongError(
                     f"a prompt of {size} tokens plus {request.max_tokens} new tokens exceeds the context of "

@@ -133,14 +133,14 @@ class VLLMEngine(Engine):
         completions = []
         for output in outputs:
             best = output.outputs[0]
-            cut_off = best.finish_reason == "length"
+            continuable = best.finish_reason == "length" and output.prompt_token_ids is not None
             completions.append(
                 Completion(
                     text=full_text(tokenizer, best.text, best.token_ids, best.stop_reason),
-                    finish_reason="length" if cut_off else "stop",
+                    finish_reason="length" if best.finish_reason == "length" else "stop",
                     prompt_tokens=len(output.prompt_token_ids or ()),
                     completion_tokens=len(best.token_ids),
-                    sequence_ids=(*output.prompt_token_ids, *best.token_ids) if cut_off else (),
+                    sequence_ids=(*output.prompt_token_ids, *best.token_ids) if continuable else (),
                 )
             )
         return completions
