@@ -7,6 +7,8 @@ import asyncio
 import pytest
 
 from r1ranker_plugins import DRanker, IRanker, SetwiseRanker, get_engine
+from r1ranker_plugins.engines.base import prompt_ids
+from r1ranker_plugins.types import Request
 
 QUERY = "how do solar panels produce electricity"
 TEXTS = [
@@ -75,3 +77,15 @@ def test_setwise_chat_template_comes_from_the_tokenizer(tiny_model_path):
 def test_missing_local_model_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"model path .* does not exist"):
         IRanker(str(tmp_path / "nope"), "transformers")
+
+
+def test_prompt_ids_encode_a_batch_as_each_prompt_alone(tokenizer):
+    """Engines send prompts as ids from one batched encode: the same ids as encoding each alone."""
+    continuation = Request("Query: café</think>\n<answer>", max_tokens=4, prefix_ids=(7, 8, 9), prefix_chars=11)
+    batch = [Request("Zürich passage " * 40, max_tokens=4), Request("", max_tokens=4), continuation]
+    assert prompt_ids(tokenizer, batch) == [
+        tokenizer.encode(batch[0].prompt, add_special_tokens=False),
+        [],
+        [7, 8, 9, *tokenizer.encode("</think>\n<answer>", add_special_tokens=False)],
+    ]
+    assert prompt_ids(tokenizer, []) == []

@@ -96,12 +96,13 @@ def test_rank_many_equals_one_at_a_time(tiny_model_path, cls):
     assert [[s.completion for s in r.trace] for r in together] == [[s.completion for s in r.trace] for r in alone]
 
 
-def test_engine_output_equals_transformers(tiny_model_path):
+def test_engine_output_equals_transformers(tiny_model_path, tokenizer):
     vllm_out = get_engine(tiny_model_path, "vllm", **ENGINE).generate(requests())
     hf_out = get_engine(tiny_model_path, "transformers").generate(requests())
     assert [c.text for c in vllm_out] == [c.text for c in hf_out]
     assert [c.finish_reason for c in vllm_out] == [c.finish_reason for c in hf_out]
-    assert [c.prompt_tokens for c in vllm_out] == [c.prompt_tokens for c in hf_out]
+    encoded = [len(tokenizer.encode(r.prompt, add_special_tokens=False)) for r in requests()]
+    assert [c.prompt_tokens for c in vllm_out] == [c.prompt_tokens for c in hf_out] == encoded
     assert vllm_out[1].text.endswith("e") and vllm_out[1].completion_tokens < 16  # stopped, stop string kept
     assert vllm_out[3].completion_tokens == 12  # ignore_eos
 

@@ -197,10 +197,16 @@ def first_line(error: BaseException) -> str:
     return str(error).strip().split("\n", 1)[0] or type(error).__name__
 
 
-def prompt_ids(tokenizer: Any, request: Request) -> list[int]:
-    """The request's prompt as token ids: its `prefix_ids` as they are, then the rest encoded."""
-    rest = tokenizer.encode(request.prompt[request.prefix_chars :], add_special_tokens=False)
-    return [*request.prefix_ids, *rest]
+def prompt_ids(tokenizer: Any, requests: Sequence[Request]) -> list[list[int]]:
+    """Each request's prompt as token ids: its `prefix_ids` as they are, then the rest encoded.
+
+    One batched encode: the tokenizer spreads it over the cores, where an engine given text
+    would encode the prompts one at a time (vLLM: about 1 ms each, before any generation).
+    """
+    if not requests:
+        return []
+    rests = tokenizer([r.prompt[r.prefix_chars :] for r in requests], add_special_tokens=False)["input_ids"]
+    return [[*r.prefix_ids, *ids] for r, ids in zip(requests, rests, strict=True)]
 
 
 def truncate_texts(tokenizer: Any, texts: Sequence[str], max_tokens: int) -> list[str]:

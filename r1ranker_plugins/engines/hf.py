@@ -117,7 +117,7 @@ class TransformersEngine(Engine):
             groups[key].append(i)
         with self._lock:
             for (max_tokens, temperature, stop, ignore_eos), indices in groups.items():
-                encoded = {i: prompt_ids(tokenizer, requests[i]) for i in indices}
+                encoded = dict(zip(indices, prompt_ids(tokenizer, [requests[i] for i in indices]), strict=True))
                 for chunk in self._chunks(sorted(indices, key=lambda i: len(encoded[i])), encoded, max_tokens):
                     prompts = [encoded[i] for i in chunk]
                     texts = self._run(model, prompts, max_tokens, temperature, stop, ignore_eos)

@@ -129,7 +129,7 @@ class OpenAIEngine(Engine):
 
         payload: dict[str, Any] = {
             "model": self.model,
-            "prompt": request.prompt if not request.prefix_ids else prompt_ids(tokenizer, request),
+            "prompt": request.prompt if not request.prefix_ids else prompt_ids(tokenizer, [request])[0],
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "include_stop_str_in_output": True,  # vLLM extras from here on

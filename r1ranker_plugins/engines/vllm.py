@@ -1,9 +1,9 @@
 """vLLM engine: the fast backend, with automatic prefix caching and optional LoRA.
 
-Every `generate` is one `LLM.generate` call over the whole list; vLLM's scheduler does the
-continuous batching, and its prefix cache reuses the shared heads of a query's prompts (the
-instruction, the query, and for a forced-answer step, sent as the tokens the model saw and wrote,
-the whole original prompt and reasoning).
+Every `generate` is one `LLM.generate` call over the whole list, sent as token ids encoded in
+one batch; vLLM's scheduler does the continuous batching, and its prefix cache reuses the shared
+heads of a query's prompts (the instruction, the query, and for a forced-answer step, sent as the
+tokens the model saw and wrote, the whole original prompt and reasoning).
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ class VLLMEngine(Engine):
         with self._lock:
             llm = self._load()  # first: it sets the CPU defaults before vllm is imported
             from vllm import SamplingParams
+            from vllm.inputs import TokensPrompt
 
             params = [
                 SamplingParams(
@@ -113,45 +114,36 @@ class VLLMEngine(Engine):
                 )
                 for r in requests
             ]
+            encoded = prompt_ids(self.tokenizer, requests)
             try:
                 outputs = llm.generate(
-                    [self._prompt(r) for r in requests],
+                    [TokensPrompt(prompt_token_ids=ids) for ids in encoded],
                     params,
                     use_tqdm=False,
                     lora_request=self._lora_request,
-                    # prompts are fully formatted (chat template included): never add a second BOS
-                    tokenization_kwargs={"add_special_tokens": False},
                 )
             except Exception as error:
                 raise EngineError(f"vLLM failed on model {self.model!r}: {first_line(error)}") from error
         self.count(
             batches=1,
-            prefix_cache_queries=sum(len(o.prompt_token_ids or ()) for o in outputs),
+            prefix_cache_queries=sum(len(ids) for ids in encoded),
             prefix_cache_hits=sum(o.num_cached_tokens or 0 for o in outputs),
         )
         tokenizer = self.tokenizer
         completions = []
-        for output in outputs:
+        for ids, output in zip(encoded, outputs, strict=True):
             best = output.outputs[0]
-            continuable = best.finish_reason == "length" and output.prompt_token_ids is not None
+            cut_off = best.finish_reason == "length"
             completions.append(
                 Completion(
                     text=full_text(tokenizer, best.text, best.token_ids, best.stop_reason),
-                    finish_reason="length" if best.finish_reason == "length" else "stop",
-                    prompt_tokens=len(output.prompt_token_ids or ()),
+                    finish_reason="length" if cut_off else "stop",
+                    prompt_tokens=len(ids),
                     completion_tokens=len(best.token_ids),
-                    sequence_ids=(*output.prompt_token_ids, *best.token_ids) if continuable else (),
+                    sequence_ids=(*ids, *best.token_ids) if cut_off else (),
                 )
             )
         return completions
-
-    def _prompt(self, request: Request) -> Any:
-        """The prompt text, or token ids when the request starts with tokens the model saw."""
-        if not request.prefix_ids:
-            return request.prompt
-        from vllm.inputs import TokensPrompt
-
-        return TokensPrompt(prompt_token_ids=prompt_ids(self.tokenizer, request))
 
     def backend_stats(self) -> dict[str, Any]:
         """Prefix-cache tokens, counted per request (vLLM's Prometheus counters are process-wide)."""
