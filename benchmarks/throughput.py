@@ -2,20 +2,21 @@
 in queries/s, on BM25 top-100 lists (DL19 by default; more sets put more queries in flight).
 
 For each mode it reports queries/s, the engine's generated tokens/s, and utilisation: that rate
-divided by the rate of one raw `generate` over exactly the requests `rank_many` sent (the best the
-engine can do with that work). `raw_speedup` is the engine's own batching gain on the same work,
+divided by the rate of one raw `generate` over exactly the requests `rank_many` sent (the engine
+alone on that work). `raw_speedup` is the engine's own batching gain on the same work,
 with no ranker in the way: that raw rate over the rate of the raw engine replaying the loop's calls
 as they were made (a strategy whose single query already keeps several requests in flight leaves
-the engine less to gain). Every request uses `ignore_eos`, so each step generates a fixed number of tokens
-and the modes do identical work. Prefix caches are reset before each
-measurement (in-process vLLM) so neither mode inherits the other's cached prompts.
+the engine less to gain). Every request uses `ignore_eos`, so each step generates a fixed number
+of tokens and the modes do identical work. Prefix caches are reset before each measurement
+(in-process vLLM) so neither mode inherits the other's cached prompts.
 
     python benchmarks/throughput.py --strategy iranker --depth 20 --out throughput.json
     python benchmarks/throughput.py --strategy iranker --datasets dl19 dl20 scifact --loop-queries 43
 
 On a shared machine the speed drifts between minutes; `--repeats N` runs the two modes N times,
 alternating which goes first, and reports each mode's median queries/s and the median of the N
-paired speed-ups. Utilisation comes from one raw batch after the repeats.
+paired speed-ups. Utilisation and `raw_speedup` come from one raw batch and one replay after
+the repeats.
 """
 
 from __future__ import annotations
