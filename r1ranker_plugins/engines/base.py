@@ -113,10 +113,10 @@ class Engine:
         limit = self.context_length
         if limit is None:
             return
-        for request in requests:
-            if not request.prefix_ids and len(request.prompt) + request.max_tokens <= limit:
-                continue  # a token is at least one character (ids may hold characterless special tokens)
-            size = len(request.prefix_ids) + self.count_tokens(request.prompt[request.prefix_chars :])
+        # a token is at least one character (ids may hold characterless special tokens)
+        unsure = [r for r in requests if r.prefix_ids or len(r.prompt) + r.max_tokens > limit]
+        for request, ids in zip(unsure, prompt_ids(self.tokenizer, unsure), strict=True):
+            size = len(ids)
             if size + request.max_tokens > limit:
                 raise PromptTooLongError(
                     f"a prompt of {size} tokens plus {request.max_tokens} new tokens exceeds the context of "
