@@ -115,6 +115,8 @@ class Engine:
             return
         # a token is at least one character (ids may hold characterless special tokens)
         unsure = [r for r in requests if r.prefix_ids or len(r.prompt) + r.max_tokens > limit]
+        if not unsure:
+            return  # nothing to encode: the tokenizer is not even loaded
         for request, ids in zip(unsure, prompt_ids(self.tokenizer, unsure), strict=True):
             size = len(ids)
             if size + request.max_tokens > limit:
