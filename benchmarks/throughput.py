@@ -7,7 +7,8 @@ alone on that work). `raw_speedup` is the engine's own batching gain on the same
 with no ranker in the way: that raw rate over the rate of the raw engine replaying the loop's calls
 as they were made (a strategy whose single query already keeps several requests in flight leaves
 the engine less to gain). Every request uses `ignore_eos`, so each step generates a fixed number
-of tokens and the modes do identical work. Prefix caches are reset before each measurement
+of tokens (`--max-new-tokens`, or with `--min-new-tokens` a number its prompt picks) and the
+modes do identical work. Prefix caches are reset before each measurement
 (in-process vLLM) so neither mode inherits the other's cached prompts.
 
     python benchmarks/throughput.py --strategy iranker --depth 20 --out throughput.json
@@ -29,6 +30,7 @@ import resource
 import statistics
 import sys
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -56,9 +58,10 @@ class FixedLengthEngine(Engine):
 
     backend = "fixed-length"
 
-    def __init__(self, inner: Engine) -> None:
+    def __init__(self, inner: Engine, min_new_tokens: int | None = None) -> None:
         super().__init__(inner.model)
         self.inner = inner
+        self.min_new_tokens = min_new_tokens
         self.calls: list[list[Request]] = []
 
     @property
@@ -66,9 +69,17 @@ class FixedLengthEngine(Engine):
         return self.inner.tokenizer
 
     def _generate(self, requests: Sequence[Request]) -> list[Completion]:
-        fixed = [replace(r, ignore_eos=True) for r in requests]
+        fixed = [replace(r, ignore_eos=True, max_tokens=self.length(r)) for r in requests]
         self.calls.append(fixed)
         return self.inner.generate(fixed)
+
+    def length(self, request: Request) -> int:
+        """`max_tokens`; with `min_new_tokens`, a length from it up to `max_tokens` that a hash
+        of the prompt picks, so a request generates as many tokens in either mode."""
+        if self.min_new_tokens is None or request.max_tokens <= self.min_new_tokens:
+            return request.max_tokens
+        spread = request.max_tokens - self.min_new_tokens + 1
+        return self.min_new_tokens + zlib.crc32(request.prompt.encode()) % spread
 
 
 def reset_prefix_cache(engine: Engine) -> None:
@@ -95,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--depth", type=int, default=20, help="candidates reranked per query (default 20)")
     parser.add_argument("--max-new-tokens", type=int, default=16, help="tokens generated per step (ignore_eos)")
     parser.add_argument(
+        "--min-new-tokens",
+        type=int,
+        help="vary each step's length from this up to --max-new-tokens (a hash of its prompt picks), as real "
+        "reasoning varies; default: every step generates exactly --max-new-tokens",
+    )
+    parser.add_argument(
         "--max-candidate-tokens", type=int, default=64, help="passage truncation (the tiny tokenizer: ~240 per passage)"
     )
     parser.add_argument("--backend", choices=["vllm", "openai", "transformers"], default="vllm")
@@ -120,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.min_new_tokens is not None and not 1 <= args.min_new_tokens <= args.max_new_tokens:
+        parser.error("--min-new-tokens must be between 1 and --max-new-tokens")
     for flag in ("max_num_seqs", "kv_cache_dtype"):
         if getattr(args, flag) and args.backend != "vllm":
             parser.error(f"--{flag.replace('_', '-')} is a vllm backend setting")
@@ -138,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     queries = [query for query, _ in pairs]
     lists = [candidates for _, candidates in pairs]
 
-    engine = FixedLengthEngine(get_engine(args.model, args.backend, **options))
+    engine = FixedLengthEngine(get_engine(args.model, args.backend, **options), args.min_new_tokens)
     ranker = STRATEGIES[args.strategy](
         engine=engine,
         depth=args.depth,
@@ -198,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 "queries": count,
                 "depth": args.depth,
                 "max_new_tokens": args.max_new_tokens,
+                "min_new_tokens": args.min_new_tokens,
                 "max_num_seqs": args.max_num_seqs,
                 "seconds": round(seconds, 2),
                 "queries_per_s": round(count / seconds, 3),

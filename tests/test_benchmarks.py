@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import statistics
 import subprocess
@@ -35,3 +36,20 @@ def test_throughput_alternates_the_modes_and_reports_medians(tiny_model_path, sh
     assert rank_many["mean_batch"] == 4.0 and loop["mean_batch"] == 1.0
     raw_gain = rank_many["raw_completion_tokens_per_s"] / loop["replayed_completion_tokens_per_s"]
     assert rank_many["raw_speedup"] == pytest.approx(raw_gain, rel=0.01) and loop["raw_speedup"] is None
+
+
+def test_min_new_tokens_varies_lengths_by_prompt_alone():
+    """Each prompt gets its own length in [min, max], the same every time it is sent (so both
+    modes generate the same tokens); a request already that short keeps its budget."""
+    spec = importlib.util.spec_from_file_location("throughput", BENCHMARKS / "throughput.py")
+    throughput = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(throughput)
+    from r1ranker_plugins.engines import Engine
+    from r1ranker_plugins.types import Request
+
+    engine = throughput.FixedLengthEngine(Engine("unused"), min_new_tokens=64)
+    lengths = [engine.length(Request(f"prompt {i}", max_tokens=512)) for i in range(200)]
+    assert all(64 <= n <= 512 for n in lengths) and len(set(lengths)) > 100
+    assert engine.length(Request("prompt 7", max_tokens=512)) == lengths[7]
+    assert engine.length(Request("prompt 7", max_tokens=40)) == 40
+    assert throughput.FixedLengthEngine(Engine("unused")).length(Request("prompt 7", max_tokens=512)) == 512
