@@ -53,3 +53,26 @@ def test_min_new_tokens_varies_lengths_by_prompt_alone():
     assert engine.length(Request("prompt 7", max_tokens=512)) == lengths[7]
     assert engine.length(Request("prompt 7", max_tokens=40)) == 40
     assert throughput.FixedLengthEngine(Engine("unused")).length(Request("prompt 7", max_tokens=512)) == 512
+
+
+def test_batching_times_each_batch_size_and_reports_medians(tiny_model_path, shared_data, tmp_path):
+    out = tmp_path / "batching.json"
+    command = [
+        sys.executable, str(BENCHMARKS / "batching.py"), "--batch-sizes", "3", "1", "--max-new-tokens", "4",
+        "--datasets", "dl19", "--repeats", "2", "--out", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=BENCHMARKS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    one, three = json.loads(out.read_text())
+    assert (one["batch_size"], three["batch_size"]) == (1, 3)
+    assert (one["completion_tokens"], three["completion_tokens"]) == (4, 12)  # ignore_eos: every token generated
+    assert three["prompt_tokens"] > 2 * one["prompt_tokens"]  # three different queries' prompts
+    for row in (one, three):
+        runs = row["completion_tokens_per_s_runs"]
+        assert len(runs) == 2 and min(runs) > 0
+        assert row["completion_tokens_per_s"] == pytest.approx(statistics.median(runs), rel=0.01)
+    assert one["gain_vs_smallest_batch"] == 1.0
+    assert three["gain_vs_smallest_batch"] == pytest.approx(
+        three["completion_tokens_per_s"] / one["completion_tokens_per_s"], rel=0.01
+    )
+    assert out.with_suffix(".png").stat().st_size > 0
