@@ -1,4 +1,5 @@
-"""The throughput benchmark runs end to end on a few queries: how its figures are derived, not their values."""
+"""The throughput and batching benchmarks run end to end on a few queries: how their figures are derived, not their
+values."""
 
 from __future__ import annotations
 
@@ -70,9 +71,9 @@ def test_batching_times_each_batch_size_and_reports_medians(tiny_model_path, sha
     for row in (one, three):
         runs = row["completion_tokens_per_s_runs"]
         assert len(runs) == 2 and min(runs) > 0
-        assert row["completion_tokens_per_s"] == pytest.approx(statistics.median(runs), rel=0.01)
+        assert row["completion_tokens_per_s"] == pytest.approx(statistics.median(runs), abs=0.1)  # rounded to 0.1
     assert one["gain_vs_smallest_batch"] == 1.0
     assert three["gain_vs_smallest_batch"] == pytest.approx(
-        three["completion_tokens_per_s"] / one["completion_tokens_per_s"], rel=0.01
-    )
+        three["completion_tokens_per_s"] / one["completion_tokens_per_s"], abs=0.006
+    )  # rounded to 0.01
     assert out.with_suffix(".png").stat().st_size > 0
