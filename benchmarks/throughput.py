@@ -8,8 +8,8 @@ with no ranker in the way: that raw rate over the rate of the raw engine replayi
 as they were made (a strategy whose single query already keeps several requests in flight leaves
 the engine less to gain). Every request uses `ignore_eos`, so each step generates a fixed number
 of tokens (`--max-new-tokens`, or with `--min-new-tokens` a number its prompt picks) and the
-modes do identical work. Prefix caches are reset before each measurement
-(in-process vLLM) so neither mode inherits the other's cached prompts.
+modes do identical work. Prefix caches are reset before each measurement (a vLLM server must run
+with `VLLM_SERVER_DEV_MODE=1` for that) so neither mode inherits the other's cached prompts.
 
     python benchmarks/throughput.py --strategy iranker --depth 20 --out throughput.json
     python benchmarks/throughput.py --strategy iranker --datasets dl19 dl20 scifact --loop-queries 43

@@ -57,6 +57,7 @@ class Server:
         self.log = log
         env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        env["VLLM_SERVER_DEV_MODE"] = "1"  # serves POST /reset_prefix_cache
         command = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
             "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32",
@@ -149,6 +150,43 @@ def test_stats_read_the_server_metrics(tiny_model_path, server):
     stats = engine.stats()
     assert stats["prefix_cache_queries"] >= stats["prompt_tokens"]  # server-wide since the first request
     assert stats["prefix_cache_hits"] > 0 and 0 < stats["prefix_cache_hit_rate"] < 1
+    engine.close()
+
+
+def settled_stats(engine: OpenAIEngine) -> dict:
+    """The server's counters once two reads agree (its metrics may trail a finished request)."""
+    stats = engine.stats()
+    for _ in range(25):
+        time.sleep(0.2)
+        stats, previous = engine.stats(), stats
+        if stats == previous:
+            break
+    return stats
+
+
+def test_reset_prefix_cache_empties_the_server_cache(tiny_model_path, server):
+    engine = OpenAIEngine(tiny_model_path, base_url=server.url)
+    prompts = [Request(f"Query {i}: " + "Search engines rank passages " * 60, max_tokens=2) for i in range(3)]
+    engine.generate(prompts)
+    engine.generate(prompts)
+    warm = settled_stats(engine)
+    assert warm["prefix_cache_hits"] > 0  # the second time the prompts were cached
+    engine.reset_prefix_cache()
+    engine.generate(prompts)
+    cold = settled_stats(engine)
+    assert cold["prefix_cache_queries"] > warm["prefix_cache_queries"]
+    assert cold["prefix_cache_hits"] == warm["prefix_cache_hits"]  # nothing was left to hit
+    engine.close()
+
+
+def test_reset_prefix_cache_on_a_server_without_it_says_how_to_enable_it(tiny_model_path, server):
+    proxy = FaultyProxy(server.url, [404])  # what vLLM answers outside dev mode
+    try:
+        engine = OpenAIEngine(tiny_model_path, base_url=proxy.url)
+        with pytest.raises(EngineError, match="reset_prefix_cache not found: start vLLM with VLLM_SERVER_DEV_MODE=1"):
+            engine.reset_prefix_cache()
+    finally:
+        proxy.close()
     engine.close()
 
 

@@ -215,9 +215,29 @@ class OpenAIEngine(Engine):
             return None
         return _parse_metrics(response.text)
 
+    def reset_prefix_cache(self) -> None:
+        """Forget the server's cached prefixes, so a benchmark run starts cold and inherits no earlier work.
+
+        vLLM serves `POST /reset_prefix_cache` only in dev mode (`VLLM_SERVER_DEV_MODE=1`); any
+        other server is an `EngineError` saying so, never a silently warm cache.
+        """
+        import httpx
+
+        url = f"{self._server_root()}/reset_prefix_cache"
+        try:
+            response = httpx.post(url, timeout=self.timeout)
+        except httpx.HTTPError as error:
+            raise EngineError(f"cannot reset the prefix cache at {url}: {error!r}") from error
+        if response.status_code == 404:
+            raise EngineError(f"{url} not found: start vLLM with VLLM_SERVER_DEV_MODE=1 to reset its prefix cache")
+        if response.is_error:
+            raise EngineError(f"{url} failed: HTTP {response.status_code} {response.text[:200]}")
+
     def _metrics_url(self) -> str:
-        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
-        return f"{root}/metrics"
+        return f"{self._server_root()}/metrics"
+
+    def _server_root(self) -> str:
+        return self.base_url.removesuffix("/v1")
 
     def close(self) -> None:
         """Close every connection pool and stop the private loop; a later call starts them again."""
