@@ -341,3 +341,18 @@ def test_tournament_multi_elimination_prompt_and_repair(scripted):
     assert sorted(ranking.order) == list(range(10))
     first = ranking.trace[0]
     assert first.chosen[0] == 9 and len(first.chosen) == 8 and "7 of 8 eliminations not matched" in first.fallback
+
+
+def test_an_engine_cut_rule_applies_to_query_and_candidates_alike(tokenizer):
+    """Overriding `truncate_many` alone changes every cut a ranker makes."""
+    from conftest import ScriptedEngine
+
+    class FirstWordEngine(ScriptedEngine):
+        def truncate_many(self, texts, max_tokens):
+            return [text.split()[0] for text in texts]
+
+    engine = FirstWordEngine(judge, tokenizer)
+    IRanker(engine=engine).rank("what ranks documents", candidates(3))
+    prompt = engine.seen[0].prompt
+    assert "query: what." in prompt and "ranks documents" not in prompt
+    assert "passage 2: text\n" in prompt and "text of document" not in prompt

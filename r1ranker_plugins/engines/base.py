@@ -130,9 +130,11 @@ class Engine:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def truncate(self, text: str, max_tokens: int) -> str:
-        return truncate_text(self.tokenizer, text, max_tokens)
+        """One text through `truncate_many`, so queries and candidates follow one rule."""
+        return self.truncate_many([text], max_tokens)[0]
 
     def truncate_many(self, texts: Sequence[str], max_tokens: int) -> list[str]:
+        """Cut each text to `max_tokens` tokens; override this to change how rankers cut queries and candidates."""
         return truncate_texts(self.tokenizer, texts, max_tokens)
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
