@@ -29,24 +29,15 @@ from typing import Any
 from throughput import FixedLengthEngine, measure
 from tqdm.auto import tqdm
 
-from r1ranker_plugins.datasets import load_dataset
+from r1ranker_plugins import IRanker
+from r1ranker_plugins.datasets import EvalSet, load_dataset
 from r1ranker_plugins.engines import close_all, get_engine
-from r1ranker_plugins.prompts import r1_chat, r1_problem
 from r1ranker_plugins.types import Request
 
-QUERY_TOKENS = 128  # the rankers' default `max_query_tokens`
 
-
-def first_step_prompts(engine: FixedLengthEngine, datasets: Sequence[str], depth: int, cut: int) -> list[str]:
-    """The prompt IRanker (paper mode) sends first for each query of `datasets`, with the rankers'
-    default query cut."""
-    prompts = []
-    for name in datasets:
-        for query in load_dataset(name).queries:
-            texts = engine.truncate_many([c.text for c in query.candidates[:depth]], cut)
-            shown_query = engine.truncate(query.query, QUERY_TOKENS)
-            prompts.append(r1_chat(r1_problem("iranker", "passage", shown_query, texts)))
-    return prompts
+def first_step_prompts(ranker: IRanker, evalsets: Sequence[EvalSet]) -> list[str]:
+    """The prompt `ranker` (paper mode) sends first for each query, from its own step machine."""
+    return [next(ranker._prepare(q.query, q.candidates).machine)[0].prompt for s in evalsets for q in s.queries]
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -87,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if args.repeats < 1 or min(args.batch_sizes) < 1:
         parser.error("--repeats and --batch-sizes must be >= 1")
     args.batch_sizes = sorted(set(args.batch_sizes))
-    available = sum(len(load_dataset(name).queries) for name in args.datasets)
+    evalsets = [load_dataset(name) for name in args.datasets]
+    available = sum(len(evalset.queries) for evalset in evalsets)
     if args.batch_sizes[-1] > available:
         largest = args.batch_sizes[-1]
         parser.error(f"--datasets {' '.join(args.datasets)} give {available} prompts; --batch-sizes asks for {largest}")
@@ -99,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         args.model = tiny_model()
     options = {"dtype": args.dtype, "max_num_seqs": args.max_num_seqs, "kv_cache_dtype": args.kv_cache_dtype}
     engine = FixedLengthEngine(get_engine(args.model, "vllm", **{k: v for k, v in options.items() if v}))
-    prompts = first_step_prompts(engine, args.datasets, args.depth, args.max_candidate_tokens)
+    ranker = IRanker(engine=engine, depth=args.depth, max_candidate_tokens=args.max_candidate_tokens)
+    prompts = first_step_prompts(ranker, evalsets)
     engine.generate([Request(prompts[0], max_tokens=2)])  # load the model; start-up is not throughput
 
     rows = []
