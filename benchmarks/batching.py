@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if args.batch_sizes[-1] > available:
         largest = args.batch_sizes[-1]
         parser.error(f"--datasets {' '.join(args.datasets)} give {available} prompts; --batch-sizes asks for {largest}")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM logs to stdout, where the JSON goes
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # vLLM logs to stdout, where the JSON goes
 
     if args.model is None:
         from r1ranker_plugins.testing import tiny_model

@@ -142,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     for flag in ("max_num_seqs", "kv_cache_dtype"):
         if getattr(args, flag) and args.backend != "vllm":
             parser.error(f"--{flag.replace('_', '-')} is a vllm backend setting")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM logs to stdout, where the JSON goes
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # vLLM logs to stdout, where the JSON goes
 
     if args.model is None:
         from r1ranker_plugins.testing import tiny_model

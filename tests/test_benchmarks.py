@@ -26,6 +26,7 @@ def test_throughput_alternates_the_modes_and_reports_medians(tiny_model_path, sh
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=BENCHMARKS)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == json.loads(out.read_text())  # stdout is the JSON alone: vLLM logs to stderr
     rank_many, loop = json.loads(out.read_text())
     assert (rank_many["mode"], loop["mode"]) == ("rank_many", "loop")
     assert rank_many["same_orders_as_other_mode"] and loop["queries"] == 4
@@ -64,6 +65,7 @@ def test_batching_times_each_batch_size_and_reports_medians(tiny_model_path, sha
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=BENCHMARKS)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == json.loads(out.read_text())
     one, three = json.loads(out.read_text())
     assert (one["batch_size"], three["batch_size"]) == (1, 3)
     assert (one["completion_tokens"], three["completion_tokens"]) == (4, 12)  # ignore_eos: every token generated
