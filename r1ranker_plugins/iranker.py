@@ -117,6 +117,10 @@ class IRanker(R1Prompting, Ranker):
         self.ordering = validate_choice("ordering", ordering, ("halving", "one-by-one"))
         self.agreement = validate_choice("agreement", agreement, AGREEMENTS)
 
+    @property
+    def label(self) -> str:
+        return self.strategy if self.mode == "paper" else f"{self.strategy}-{self.mode}"
+
     def steps(
         self, query: Any, candidates: list[Candidate], texts: list[str], trace: list[TraceStep]
     ) -> StepMachine[list[int]]:
@@ -237,7 +241,8 @@ class IRanker(R1Prompting, Ranker):
             parse = lambda answer: match_label(answer, labels, numbered=numbered)  # noqa: E731
         else:
             parse = lambda answer: parse_ranked_list(answer, labels, numbered=numbered)[:count] or None  # noqa: E731
-        [outcome] = yield from ask([request], parse, answer_tokens=8 * count + 24)
+        label_start = "passage " if numbered else ""
+        [outcome] = yield from ask([request], parse, answer_tokens=8 * count + 24, label_start=label_start)
         if count == 1 and outcome.parsed is not None:
             chosen, how = [shown[outcome.parsed.index]], outcome.parsed.how
         else:

@@ -64,8 +64,10 @@ class Match:
 def match_label(answer: str, labels: Sequence[str], *, numbered: bool = False, tfidf: bool = True) -> Match | None:
     """Map an answer to one label: exact, then normalised, then fuzzy; None if nothing fits.
 
-    `numbered` labels (`passage 3`) also accept the bare or bracketed number. Ties go to
-    the last label, so an ambiguous elimination removes the lower-ranked duplicate.
+    `numbered` labels (`passage 3`) also accept the bare or bracketed number (one number,
+    however often repeated), or an answer that opens with one label and names no other
+    (`passage 2: <the passage quoted>`, as small models answer). Ties go to the last label, so
+    an ambiguous elimination removes the lower-ranked duplicate.
     `tfidf=False` stops before the loosest pass (word overlap), for list parsing.
     """
     answer = first_line(answer).strip(" \t\"'`.")
@@ -79,9 +81,14 @@ def match_label(answer: str, labels: Sequence[str], *, numbered: bool = False, t
     if hits:
         return Match(hits[-1], "normalised")
     if numbered:
-        numbers = _NUMBER.findall(answer)
+        numbers = {int(number) for number in _NUMBER.findall(answer)}
+        word = labels[0].rsplit(" ", 1)[0]  # `passage`
+        named = {int(number) for number in re.findall(rf"{re.escape(word)}\s*(\d+)", answer, re.IGNORECASE)}
+        opening = re.match(rf"{re.escape(word)}\s*(\d+)\b", answer, re.IGNORECASE)
+        if len(numbers) != 1 and opening and named == {int(opening.group(1))}:
+            numbers = named
         if len(numbers) == 1:
-            suffix = f" {int(numbers[0])}"
+            suffix = f" {numbers.pop()}"
             hits = [i for i, label in enumerate(labels) if label.endswith(suffix)]
             if hits:
                 return Match(hits[-1], "normalised")
@@ -146,9 +153,14 @@ _LABEL = re.compile(r"\[\s*(\d+)\s*\]")
 
 
 def parse_setwise_label(answer: str, n: int) -> int | None:
-    """Rank-R1 answer `[k]` (1-based) to a 0-based index, or None when not in `[1]..[n]`."""
-    found = _LABEL.findall(answer) or _NUMBER.findall(answer.strip()[:8])
-    if len(set(found)) != 1:
+    """Rank-R1 answer `[k]` (1-based) to a 0-based index, or None when not in `[1]..[n]`.
+
+    Only the first line counts, as for R1 answers: a model that repeats itself (`[3]\n\n[2]`)
+    has answered with its first label.
+    """
+    line = first_line(answer)
+    found = _LABEL.findall(line) or _NUMBER.findall(line[:8])
+    if len({int(k) for k in found}) != 1:
         return None
     k = int(found[0])
     return k - 1 if 1 <= k <= n else None

@@ -131,10 +131,10 @@ class Ranker:
             raise ValueError(f"{len(queries)} queries but {len(candidate_lists)} candidate lists")
         jobs = [self._prepare(q, c) for q, c in zip(queries, candidate_lists, strict=True)]
         rankings: list[Ranking | None] = [None] * len(jobs)
-        bar = _progress(len(jobs), progress, self.strategy)
+        bar = _progress(len(jobs), progress, self.label)
 
         def done(i: int, order: list[int] | None) -> None:
-            rankings[i] = jobs[i].finish(order)
+            rankings[i] = self._finish(jobs[i], order)
             bar.update(1)
             if on_result is not None:
                 on_result(i, rankings[i])
@@ -163,7 +163,12 @@ class Ranker:
                 order = await arun(job.machine, self.engine.agenerate)
             except EngineError as error:
                 self._degrade(error, [job])
-        return job.finish(order)
+        return self._finish(job, order)
+
+    @property
+    def label(self) -> str:
+        """The strategy as reports name it (IRanker adds its mode)."""
+        return self.strategy
 
     # -- internals ------------------------------------------------------------------------
     def _prepare(self, query: Any, candidates: Sequence[Candidate | str]) -> _Job:
@@ -176,6 +181,12 @@ class Ranker:
             shown = cut_candidates(items[:head], self.task, self._cut)
             machine = self.steps(self._truncate_query(query), shown, [c.text for c in shown], trace)
         return _Job(query, items, head, machine, trace)
+
+    def _finish(self, job: _Job, order: list[int] | None) -> Ranking:
+        ranking = job.finish(order)
+        if ranking.trace:
+            self.engine.record_answers(self.label, ranking.answers)
+        return ranking
 
     def _cut(self, texts: list[str]) -> list[str]:
         return self.engine.truncate_many(texts, self.max_candidate_tokens)

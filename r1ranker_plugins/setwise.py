@@ -78,7 +78,9 @@ class SetwiseRanker(Ranker):
                     "labels": [f"[{i}]" for i in range(1, len(docs) + 1)],
                 },
             )
-            [outcome] = yield from ask([request], lambda answer: parse_setwise_label(answer, len(docs)))
+            [outcome] = yield from ask(
+                [request], lambda answer: parse_setwise_label(answer, len(docs)), label_start="["
+            )
             best, fallback = outcome.parsed, None
             if best is None:
                 best = 0

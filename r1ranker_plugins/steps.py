@@ -34,12 +34,15 @@ def ask(
     parse: Callable[[str], Any],
     *,
     answer_tokens: int = 32,
+    label_start: str = "",
 ) -> StepMachine[list[Outcome]]:
     """Ask once; where no usable answer came back, force one with a short second generation.
 
     The forced prompt is the original prompt, the model's own reasoning, a closed think block
     and an open `<answer>` tag, so even a model cut off mid-thought commits to an answer. When
     the engine reported the tokens of a cut-off completion, the forced prompt starts with them.
+    `label_start` (e.g. `passage ` or `[`) opens the answer with what every label starts with,
+    so the model only has to complete one: small models otherwise answer in prose.
     """
     completions = yield list(requests)
     outcomes = []
@@ -52,7 +55,7 @@ def ask(
         return outcomes
     forced_requests = [
         replace(
-            _continuation(requests[i], completions[i], forced_answer_prefix(outcomes[i].completion)),
+            _continuation(requests[i], completions[i], forced_answer_prefix(outcomes[i].completion) + label_start),
             max_tokens=answer_tokens,
             temperature=0.0,
             stop=("</answer>",),
@@ -62,8 +65,8 @@ def ask(
     ]
     forced = yield forced_requests
     for i, completion in zip(retry, forced, strict=True):
-        answer = completion.text.split("</answer>", 1)[0].strip()
-        text = forced_answer_prefix(outcomes[i].completion) + completion.text
+        answer = (label_start + completion.text).split("</answer>", 1)[0].strip()
+        text = forced_answer_prefix(outcomes[i].completion) + label_start + completion.text
         outcomes[i] = Outcome(text, answer, parse(answer) if answer else None, forced=True)
     return outcomes
 

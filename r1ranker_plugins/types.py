@@ -16,9 +16,17 @@ class Candidate:
     score: float | None = None
 
 
+ANSWER_KINDS = ("own", "forced", "fallback")
+
+
 @dataclass
 class TraceStep:
-    """What happened in one model call, so a ranking can be audited afterwards."""
+    """What happened in one model call, so a ranking can be audited afterwards.
+
+    Every step is decided one of three ways (`kind`): by the model's own answer, by a forced
+    short answer after the reasoning ran out or held no usable answer, or by a fallback (in
+    whole or in part) when neither answer could be used.
+    """
 
     prompt: str
     completion: str
@@ -27,6 +35,13 @@ class TraceStep:
     fallback: str | None = None  # why and how the step fell back, if it did
     forced: bool = False  # the answer came from a forced short second generation
     chosen: list[int] = field(default_factory=list)  # input positions the step decided on
+
+    @property
+    def kind(self) -> str:
+        """`own`, `forced` or `fallback` (see the class docstring)."""
+        if self.fallback is not None:
+            return "fallback"
+        return "forced" if self.forced else "own"
 
 
 @dataclass
@@ -51,6 +66,14 @@ class Ranking:
     @property
     def fallbacks(self) -> int:
         return sum(step.fallback is not None for step in self.trace)
+
+    @property
+    def answers(self) -> dict[str, int]:
+        """How many steps were decided by the model's own answer, a forced one, or a fallback."""
+        counts = dict.fromkeys(ANSWER_KINDS, 0)
+        for step in self.trace:
+            counts[step.kind] += 1
+        return counts
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 
 from r1ranker_plugins.engines import Engine, close_all
 from r1ranker_plugins.runs import data_dir
-from r1ranker_plugins.testing import tiny_model
+from r1ranker_plugins.testing import small_model, tiny_model
 from r1ranker_plugins.types import Completion, Request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +32,12 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def tiny_model_path() -> str:
     return tiny_model()
+
+
+@pytest.fixture(scope="session")
+def small_model_path() -> str:
+    """SmolLM2-135M-Instruct: a real pretrained instruct model, for tests about what a model writes."""
+    return small_model()
 
 
 @pytest.fixture(scope="session")
@@ -88,3 +97,38 @@ class ScriptedEngine(Engine):
 @pytest.fixture
 def scripted(tokenizer):
     return lambda reply: ScriptedEngine(reply, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def lucene_index(shared_data, tmp_path_factory):
+    """A Lucene index of the DL19 BM25 pool, built with `python -m pyserini.index.lucene`."""
+    from r1ranker_plugins.runs import read_rankgpt_json
+
+    dl19 = shared_data / "passage" / "dl19"
+    root = tmp_path_factory.mktemp("pyserini")
+    (root / "docs").mkdir()
+    seen = {}
+    for run in read_rankgpt_json(dl19 / "bm25_top100.json"):
+        seen.update({c.id: c.text for c in run.candidates})
+    with open(root / "docs" / "docs.jsonl", "w", encoding="utf-8") as out:
+        for docid, text in seen.items():
+            out.write(json.dumps({"id": docid, "contents": text}) + "\n")
+    command = [
+        sys.executable,
+        "-m",
+        "r1ranker_plugins.integrations.jvm",
+        "pyserini.index.lucene",
+        "--collection",
+        "JsonCollection",
+        "--input",
+        str(root / "docs"),
+        "--index",
+        str(root / "index"),
+        "--generator",
+        "DefaultLuceneDocumentGenerator",
+        "--threads",
+        "1",
+        "--storeRaw",
+    ]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    return str(root / "index")

@@ -42,7 +42,14 @@ def first_stage_ndcg10(evalset) -> float:
 
 @pytest.mark.parametrize(
     ("name", "figure", "tolerance"),
-    [("scifact", 0.676, 0.002), ("vaswani", 0.436, 0.002), ("cranfield", 0.370, 0.002), ("dl20", 0.4796, 0.00005)],
+    [
+        ("scifact", 0.676, 0.002),
+        ("vaswani", 0.436, 0.002),
+        ("cranfield", 0.370, 0.002),
+        ("dl20", 0.4796, 0.00005),
+        ("noveleval", 0.650, 0.0005),
+        ("cacm", 0.497, 0.0005),
+    ],
 )
 def test_first_stage_reproduces_the_data_readme(name, figure, tolerance):
     evalset = load_dataset(name)
@@ -233,4 +240,14 @@ def test_rows_need_a_single_relevant_set():
 
 
 def test_registry_lists_every_task_kind():
-    assert set(DATASETS) == {"dl19", "dl20", "scifact", "vaswani", "cranfield", *BUILT}
+    assert set(DATASETS) == {"dl19", "dl20", "noveleval", "scifact", "vaswani", "cranfield", "cacm", *BUILT}
+
+
+def test_a_sample_is_fixed_by_its_seed_and_keeps_the_order():
+    first = load_dataset("scifact", sample=50)
+    again = load_dataset("scifact", sample=50)
+    other = load_dataset("scifact", sample=50, seed=1)
+    everything = [q.qid for q in load_dataset("scifact").queries]
+    qids = [q.qid for q in first.queries]
+    assert len(qids) == 50 and qids == [q.qid for q in again.queries] != [q.qid for q in other.queries]
+    assert qids == [qid for qid in everything if qid in set(qids)]

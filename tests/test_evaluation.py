@@ -13,7 +13,7 @@ from r1ranker_plugins.cli import main
 from r1ranker_plugins.datasets import load_dataset
 from r1ranker_plugins.evaluation import compare, evaluate, judge_labels, read_run_ids
 from r1ranker_plugins.parsing import extract_answer
-from r1ranker_plugins.testing import SimulatedJudge, query_key
+from r1ranker_plugins.simulated import SimulatedJudge, query_key
 from r1ranker_plugins.types import Request
 
 

@@ -55,6 +55,21 @@ def test_numbered_matching(answer, index, how):
     assert (match.index, match.how) == (index, how)
 
 
+def test_numbered_answer_repeating_one_number():
+    # SmolLM2-135M-Instruct's forced answers, verbatim: one number however often repeated names it
+    assert match_label('The second passage is "2. 2a. 2b. 2c. 2d. 2f. 2g', PASSAGES, numbered=True).index == 2
+    assert match_label("The answer is: 1. 2. 2. 2. 2. 2", PASSAGES, numbered=True) is None
+
+
+def test_numbered_answer_opening_with_a_label_and_quoting_the_passage():
+    # SmolLM2-135M-Instruct's forced answers, verbatim: the label, then the passage it names
+    quoted = "passage 2: The slab you see us pouring below used 120 yards of concrete. The cost per cubic yard of 3000"
+    assert match_label(quoted, PASSAGES, numbered=True).index == 2
+    assert match_label("Passage 2: \nThe answer is", PASSAGES, numbered=True).index == 2
+    assert match_label("passage 2: unlike passage 3, it fits", PASSAGES, numbered=True) is None
+    assert match_label("it is passage 2: 120 yards", PASSAGES, numbered=True) is None
+
+
 @pytest.mark.parametrize("answer", ["passage 12", "passage 1 or passage 2", "none of them", ""])
 def test_numbered_unmatched(answer):
     assert match_label(answer, PASSAGES, numbered=True) is None
@@ -92,7 +107,17 @@ def test_ranked_list_ignores_unrelated_lines_for_titles():
 
 @pytest.mark.parametrize(
     ("answer", "expected"),
-    [("[3]", 2), ("[ 1 ]", 0), ("3", 2), ("[21]", None), ("[0]", None), ("[2] or [3]", None), ("", None)],
+    [
+        ("[3]", 2),
+        ("[ 1 ]", 0),
+        ("3", 2),
+        ("[21]", None),
+        ("[0]", None),
+        ("[2] or [3]", None),
+        ("", None),
+        ("[3]\n\n[2]\n\n[3]\n\n[4]", 2),  # SmolLM2-135M-Instruct repeating itself: the first line answers
+        ("\n[3] [03]", 2),
+    ],
 )
 def test_setwise_labels(answer, expected):
     assert parse_setwise_label(answer, 20) == expected

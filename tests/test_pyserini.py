@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import json
-import subprocess
-import sys
 from collections import defaultdict
 
 import pytest
 
 from r1ranker_plugins.integrations import jvm
 from r1ranker_plugins.integrations.pyserini import PyseriniReranker, main, searcher, trec_eval
-from r1ranker_plugins.runs import read_rankgpt_json, read_topics
+from r1ranker_plugins.runs import read_topics
 
 OPTIONS = {"max_new_tokens": 4, "max_candidate_tokens": 16}
 
@@ -20,38 +17,6 @@ OPTIONS = {"max_new_tokens": 4, "max_candidate_tokens": 16}
 @pytest.fixture(scope="module")
 def dl19(shared_data):
     return shared_data / "passage" / "dl19"
-
-
-@pytest.fixture(scope="module")
-def index(dl19, tmp_path_factory):
-    """A Lucene index of the DL19 BM25 pool, built with `python -m pyserini.index.lucene`."""
-    root = tmp_path_factory.mktemp("pyserini")
-    (root / "docs").mkdir()
-    seen = {}
-    for run in read_rankgpt_json(dl19 / "bm25_top100.json"):
-        seen.update({c.id: c.text for c in run.candidates})
-    with open(root / "docs" / "docs.jsonl", "w", encoding="utf-8") as out:
-        for docid, text in seen.items():
-            out.write(json.dumps({"id": docid, "contents": text}) + "\n")
-    command = [
-        sys.executable,
-        "-m",
-        "r1ranker_plugins.integrations.jvm",
-        "pyserini.index.lucene",
-        "--collection",
-        "JsonCollection",
-        "--input",
-        str(root / "docs"),
-        "--index",
-        str(root / "index"),
-        "--generator",
-        "DefaultLuceneDocumentGenerator",
-        "--threads",
-        "1",
-        "--storeRaw",
-    ]
-    subprocess.run(command, check=True, capture_output=True, timeout=300)
-    return str(root / "index")
 
 
 def test_trec_eval_reproduces_the_published_bm25_figure(dl19):
@@ -63,10 +28,10 @@ def test_jvm_uses_java_21_or_newer():
     assert jvm._java_version(f"{jvm.java_home()}/bin/java") >= 21
 
 
-def test_bm25_hits_reranked_through_the_adapter(index, tiny_model_path):
+def test_bm25_hits_reranked_through_the_adapter(lucene_index, tiny_model_path):
     from r1ranker_plugins import SetwiseRanker
 
-    lucene = searcher(index)
+    lucene = searcher(lucene_index)
     reranker = PyseriniReranker(lucene, SetwiseRanker(tiny_model_path, **OPTIONS, num_child=3, k=5), hits=8)
     top = reranker.search("what is a corporation", k=5)
     bm25 = [hit.docid for hit in lucene.search("what is a corporation", k=8)]
@@ -75,7 +40,7 @@ def test_bm25_hits_reranked_through_the_adapter(index, tiny_model_path):
     assert top[0].text and "first_stage_score" in top[0].metadata
 
 
-def test_command_line_bm25_rerank_and_trec_eval(index, dl19, tiny_model_path, tmp_path, capsys):
+def test_command_line_bm25_rerank_and_trec_eval(lucene_index, dl19, tiny_model_path, tmp_path, capsys):
     topics = read_topics(dl19 / "topics.tsv")
     qids = sorted(topics)[:4]
     (tmp_path / "topics.tsv").write_text("".join(f"{q}\t{topics[q]}\n" for q in qids))
@@ -83,7 +48,7 @@ def test_command_line_bm25_rerank_and_trec_eval(index, dl19, tiny_model_path, tm
     code = main(
         [
             "--index",
-            index,
+            lucene_index,
             "--topics",
             str(tmp_path / "topics.tsv"),
             "--output",
@@ -107,7 +72,7 @@ def test_command_line_bm25_rerank_and_trec_eval(index, dl19, tiny_model_path, tm
     for line in output.read_text().splitlines():
         qid, _, docid, _, score, _ = line.split()
         run[qid].append((docid, float(score)))
-    lucene = searcher(index)
+    lucene = searcher(lucene_index)
     assert sorted(run) == qids
     for qid, rows in run.items():
         bm25 = [hit.docid for hit in lucene.search(topics[qid], k=10)]
@@ -116,12 +81,12 @@ def test_command_line_bm25_rerank_and_trec_eval(index, dl19, tiny_model_path, tm
     assert "ndcg_cut_10" in capsys.readouterr().out  # trec_eval accepted the run
 
 
-def test_rerank_an_existing_run(index, dl19, tiny_model_path, tmp_path):
+def test_rerank_an_existing_run(lucene_index, dl19, tiny_model_path, tmp_path):
     from r1ranker_plugins import IRanker
     from r1ranker_plugins.runs import read_trec_run
 
     run = dict(list(read_trec_run(dl19 / "bm25_top100.trec").items())[:2])
-    rankings = PyseriniReranker(searcher(index), IRanker(tiny_model_path, **OPTIONS), hits=5).rerank_run(
+    rankings = PyseriniReranker(searcher(lucene_index), IRanker(tiny_model_path, **OPTIONS), hits=5).rerank_run(
         run, read_topics(dl19 / "topics.tsv"), progress=False
     )
     for qid, ranking in rankings.items():

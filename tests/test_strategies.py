@@ -76,7 +76,7 @@ def test_iranker_forces_an_answer_when_reasoning_runs_out(scripted):
     assert all(step.forced and step.fallback is None for step in ranking.trace)
     assert engine.stats()["forced_answers"] == 5
     forced = [r for r in engine.seen if r.meta["kind"] == "forced_answer"]
-    assert forced[0].prompt.endswith("runs out of tokens\n</think>\n<answer>")
+    assert forced[0].prompt.endswith("runs out of tokens\n</think>\n<answer>passage ")  # the label opened
 
 
 def test_forced_answer_continues_from_the_tokens_the_engine_reported():

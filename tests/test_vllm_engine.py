@@ -207,3 +207,15 @@ def test_forced_answer_reuses_the_cached_reasoning(tiny_model_path):
     assert as_tokens >= tokens // 128 * 128 > as_text
     hf = get_engine(tiny_model_path, "transformers")
     assert [c.text for c in engine.generate([forced])] == [c.text for c in hf.generate([forced])]
+
+
+def test_cpu_kv_cache_is_1_gib_unless_the_reservation_is_given(tiny_model_path):
+    """On CPU vLLM reads gpu_memory_utilization as a share of RAM to reserve; asked for, it is honoured."""
+    default = get_engine(tiny_model_path, "vllm", **ENGINE)
+    default.generate([Request("hi", max_tokens=1)])
+    assert default._llm.llm_engine.vllm_config.cache_config.kv_cache_memory_bytes == 1 << 30
+    told = get_engine(tiny_model_path, "vllm", gpu_memory_utilization=0.3, **ENGINE)
+    told.generate([Request("hi", max_tokens=1)])
+    cache = told._llm.llm_engine.vllm_config.cache_config
+    assert cache.kv_cache_memory_bytes is None and cache.gpu_memory_utilization == 0.3
+    told.close()

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..types import Completion, Request
+from ..types import ANSWER_KINDS, Completion, Request
 
 
 class EngineError(RuntimeError):
@@ -38,6 +38,7 @@ class Engine:
         self.model = model
         self.options = options
         self._counts: Counter[str] = Counter()
+        self._answers: dict[str, Counter[str]] = {}
         self._counts_lock = threading.Lock()
         self._batcher: MicroBatcher | None = None
         self._batcher_lock = threading.Lock()
@@ -95,7 +96,20 @@ class Engine:
         }
         out.update(counts)
         out.update(self.backend_stats())
+        out["answers"] = self.answer_stats()
         return out
+
+    def record_answers(self, ranker: str, counts: dict[str, int]) -> None:
+        """Count how one ranking's steps were decided (see `TraceStep.kind`), per ranker label."""
+        with self._counts_lock:
+            self._answers.setdefault(ranker, Counter()).update(counts)
+
+    def answer_stats(self) -> dict[str, dict[str, float]]:
+        """Per ranker label: steps decided by the model's own answer, a forced answer or a fallback,
+        and their shares of all steps (the figures of how well the parsers fare with a model)."""
+        with self._counts_lock:
+            answers = {label: Counter(counts) for label, counts in self._answers.items()}
+        return {label: answer_rates(counts) for label, counts in answers.items()}
 
     def backend_stats(self) -> dict[str, Any]:
         """What only the backend knows (e.g. prefix-cache hits); merged into `stats()`."""
@@ -150,6 +164,14 @@ class Engine:
             forced_answers=sum(r.meta.get("kind") == "forced_answer" for r in requests),
             seconds=seconds,
         )
+
+
+def answer_rates(counts: dict[str, int]) -> dict[str, float]:
+    """`own`, `forced`, `fallback` counts with `steps` and each kind's share (`own_rate`...)."""
+    steps = sum(counts.get(kind, 0) for kind in ANSWER_KINDS)
+    out: dict[str, float] = {"steps": steps, **{kind: counts.get(kind, 0) for kind in ANSWER_KINDS}}
+    out |= {f"{kind}_rate": counts.get(kind, 0) / steps if steps else 0.0 for kind in ANSWER_KINDS}
+    return out
 
 
 class MicroBatcher:
@@ -237,7 +259,7 @@ def truncate_texts(tokenizer: Any, texts: Sequence[str], max_tokens: int) -> lis
         if long:  # batch_decode([]) is not [] in transformers 5
             cut = tokenizer.batch_decode([ids for _, ids in long], skip_special_tokens=True)
             for (i, _), text in zip(long, cut, strict=True):
-                out[i] = text
+                out[i] = text.rstrip("\ufffd")  # a byte-level BPE cut can split a character's bytes
         pending = retry
     return out
 

@@ -157,6 +157,8 @@ class TransformersEngine(Engine):
         options: dict[str, Any] = {"do_sample": temperature > 0, "max_new_tokens": max_tokens}
         if ignore_eos:
             options.update(min_new_tokens=max_tokens)
+        elif stop:  # a real model goes on after `</answer>` unless told to stop
+            options["stopping_criteria"] = [_StopStrings(tokenizer, stop, width)]
         if temperature > 0:
             torch.manual_seed(self.seed)
             options["temperature"] = temperature
@@ -189,6 +191,26 @@ class TransformersEngine(Engine):
                 )
             )
         return completions
+
+
+class _StopStrings:
+    """Per-row stop strings for `generate`: a row ends once its generated tail holds one.
+
+    transformers' own `stop_strings` precomputes tables over the whole vocabulary on every call
+    (about a second); decoding the last few generated tokens of each row costs microseconds.
+    """
+
+    def __init__(self, tokenizer: Any, stop: tuple[str, ...], prompt_width: int) -> None:
+        self.tokenizer = tokenizer
+        self.stop = stop
+        self.prompt_width = prompt_width
+        self.window = max(len(s) for s in stop) + 1  # tokens: at least one character each
+
+    def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
+        import torch
+
+        tails = self.tokenizer.batch_decode(input_ids[:, self.prompt_width :][:, -self.window :])
+        return torch.tensor([any(s in tail for s in self.stop) for tail in tails], device=input_ids.device)
 
 
 def _as_list(value: Any) -> list[int]:

@@ -30,7 +30,7 @@ class VLLMEngine(Engine):
         dtype: str = "auto",
         revision: str | None = None,
         max_model_len: int | None = None,
-        gpu_memory_utilization: float = 0.9,
+        gpu_memory_utilization: float | None = None,
         tensor_parallel_size: int = 1,
         lora: str | None = None,
         max_lora_rank: int = 64,
@@ -47,7 +47,7 @@ class VLLMEngine(Engine):
             "dtype": dtype,
             "revision": revision,
             "max_model_len": max_model_len,
-            "gpu_memory_utilization": gpu_memory_utilization,
+            "gpu_memory_utilization": gpu_memory_utilization,  # None: vLLM's default (0.9)
             "tensor_parallel_size": tensor_parallel_size,
             "enable_prefix_caching": enable_prefix_caching,
             "seed": seed,
@@ -84,12 +84,13 @@ class VLLMEngine(Engine):
     def _load(self) -> Any:
         with self._lock:
             if self._llm is None:
-                _cpu_defaults()
+                args = {key: value for key, value in self.llm_args.items() if value is not None}
+                args |= _cpu_defaults(args)
                 from vllm import LLM
                 from vllm.lora.request import LoRARequest
 
                 try:
-                    self._llm = LLM(model=self.model, **self.llm_args)
+                    self._llm = LLM(model=self.model, **args)
                 except Exception as error:  # vLLM raises many types for a bad model or config
                     raise EngineError(f"cannot start vLLM for model {self.model!r}: {first_line(error)}") from error
                 _track(self._llm, in_process=_in_process())
@@ -174,17 +175,25 @@ class VLLMEngine(Engine):
         gc.collect()  # vLLM's object graph has cycles: free the weights and KV cache now
 
 
-def _cpu_defaults() -> None:
-    """Without CUDA, run the engine core in this process and give the KV cache 1 GiB by default.
+CPU_KV_CACHE_BYTES = 1 << 30
 
-    vLLM on CPU otherwise refuses to start on its memory check, and a separate engine-core
-    process only adds start-up time for the small models a CPU can serve.
+
+def _cpu_defaults(args: dict[str, Any]) -> dict[str, Any]:
+    """Without CUDA: run the engine core in this process, and size the KV cache at 1 GiB unless told.
+
+    On CPU, vLLM reads `gpu_memory_utilization` as the share of the machine's RAM to reserve
+    (0.9 by default: most of it, and refused when other processes hold memory). A KV cache of
+    1 GiB serves the small models a CPU runs. An explicit `gpu_memory_utilization`,
+    `kv_cache_memory_bytes` or `VLLM_CPU_KVCACHE_SPACE` is left to vLLM as given. A separate
+    engine-core process only adds start-up time here.
     """
     import torch
 
-    if not torch.cuda.is_available():
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    if torch.cuda.is_available():
+        return {}
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    told = {"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(args) or os.environ.get("VLLM_CPU_KVCACHE_SPACE")
+    return {} if told else {"kv_cache_memory_bytes": CPU_KV_CACHE_BYTES}
 
 
 def _in_process() -> bool:
