@@ -37,7 +37,7 @@ from r1ranker_plugins.types import Request
 
 def first_step_prompts(ranker: IRanker, evalsets: Sequence[EvalSet]) -> list[str]:
     """The prompt `ranker` (paper mode) sends first for each query, from its own step machine."""
-    return [next(ranker._prepare(q.query, q.candidates).machine)[0].prompt for s in evalsets for q in s.queries]
+    return [ranker.first_requests(q.query, q.candidates)[0].prompt for s in evalsets for q in s.queries]
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

@@ -29,12 +29,11 @@ from tqdm.auto import tqdm
 
 from r1ranker_plugins import DRanker, IRanker, SetwiseRanker
 from r1ranker_plugins.datasets import load_dataset
+from r1ranker_plugins.dranker import dranker_steps
 from r1ranker_plugins.engines import Engine
-from r1ranker_plugins.evaluation import judge_labels
 from r1ranker_plugins.metrics import mean_metrics, score_run
-from r1ranker_plugins.simulated import ERROR_MODELS, SimulatedJudge, query_key
-from r1ranker_plugins.steps import StepMachine
-from r1ranker_plugins.types import Candidate, TraceStep
+from r1ranker_plugins.simulated import ERROR_MODELS, SimulatedJudge, judge_labels, query_key
+from r1ranker_plugins.steps import QueryState, StepMachine
 
 
 class SlidingWindowRanker(DRanker):
@@ -50,14 +49,13 @@ class SlidingWindowRanker(DRanker):
         super().__init__(*args, **options)
         self.window, self.step = window, step
 
-    def steps(
-        self, query: Any, candidates: list[Candidate], texts: list[str], trace: list[TraceStep]
-    ) -> StepMachine[list[int]]:
-        order = list(range(len(candidates)))
+    def steps(self, query: QueryState) -> StepMachine[list[int]]:
+        order = list(range(len(query.candidates)))
         start = max(len(order) - self.window, 0)
         while True:
             window = order[start : start + self.window]
-            local = yield from super().steps(query, [candidates[i] for i in window], [texts[i] for i in window], trace)
+            shown = QueryState(query.query, [query.candidates[i] for i in window], query.trace)
+            local = yield from dranker_steps(self.settings, shown)
             order[start : start + self.window] = [window[i] for i in local]
             if start == 0:
                 return order
@@ -84,12 +82,12 @@ class Meter(Engine):
         self._round += 1
         seen_now = set()
         for request, completion in zip(requests, completions, strict=True):
-            cost = self.per_query[query_key(request.meta["query"])]
+            cost = self.per_query[query_key(request.question.query)]
             cost["calls"] += 1
-            cost["docs_in_prompts"] += len(request.meta["ids"])
+            cost["docs_in_prompts"] += len(request.question.ids)
             cost["prompt_tokens"] += completion.prompt_tokens
             cost["completion_tokens"] += completion.completion_tokens
-            key = query_key(request.meta["query"])
+            key = query_key(request.question.query)
             if key not in seen_now:
                 seen_now.add(key)
                 cost["rounds"] += 1

@@ -44,10 +44,6 @@ class ReplayEngine(Engine):
         self._tokenizer = tokenizer
         self._completions = iter(completions)
 
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
-
     def _generate(self, requests: Sequence[Request]) -> list[Completion]:
         return [next(self._completions) for _ in requests]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from r1ranker_plugins import STRATEGIES, get_engine
 from r1ranker_plugins.datasets import load_dataset
-from r1ranker_plugins.evaluation import evaluate
+from r1ranker_plugins.evaluation import REFERENCES, evaluate
 from r1ranker_plugins.types import Request
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -32,7 +32,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dranker": ("dranker", {}),
     "setwise": ("setwise", {"num_child": 19, "k": 10}),
 }
-REFERENCES = ("none", "random")
 
 
 def run_cell(dataset: str, strategy: str, engine: Any, args: argparse.Namespace, model_name: str) -> dict[str, Any]:
@@ -40,8 +39,7 @@ def run_cell(dataset: str, strategy: str, engine: Any, args: argparse.Namespace,
     out = Path(args.out) / f"{dataset}-{strategy}"
     info: dict[str, Any] = {"depth": args.depth, "sample": args.sample.get(dataset), "data_seed": 0}
     if strategy in REFERENCES:
-        shuffle = (args.depth, 0) if strategy == "random" else None
-        return evaluate(evalset, out, None, info=info, shuffle=shuffle)
+        return evaluate(evalset, out, None, info=info, reference=(strategy, args.depth, 0))
     name, options = VARIANTS[strategy]
     ranker = STRATEGIES[name](
         engine=engine,
@@ -50,7 +48,7 @@ def run_cell(dataset: str, strategy: str, engine: Any, args: argparse.Namespace,
         max_candidate_tokens=args.max_candidate_tokens,
         **options,
     )
-    info |= {"model": model_name, "backend": engine.backend, "max_new_tokens": args.max_new_tokens, **options}
+    info["model_name"] = model_name
     return evaluate(evalset, out, ranker, info=info)
 
 

@@ -17,9 +17,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from r1ranker_plugins.cli import add_ranker_arguments, ranker_from_args
+from r1ranker_plugins.cli import ranker_from_args
 from r1ranker_plugins.ranker import Ranker
 from r1ranker_plugins.runs import read_topics, read_trec_run, trec_lines
+from r1ranker_plugins.settings import add_ranker_flags
 from r1ranker_plugins.types import Candidate, Ranking
 
 from . import jvm
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-tag", default=None)
     parser.add_argument("--qrels", help="evaluate the output with trec_eval against these qrels")
     parser.add_argument("--metric", action="append", default=None, help="trec_eval metric (default ndcg_cut.10)")
-    add_ranker_arguments(parser)
+    add_ranker_flags(parser)
     args = parser.parse_args(argv)
 
     index = searcher(args.index)
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         run = {qid: [(h.docid, h.score) for h in index.search(q, k=args.hits)] for qid, q in queries.items()}
     reranker = PyseriniReranker(index, ranker_from_args(args), hits=args.hits)
-    tag = args.run_tag or f"r1ranker-{args.strategy}"
+    tag = args.run_tag or f"r1ranker-{reranker.ranker.label}"
     with open(args.output, "w", encoding="utf-8") as out:
 
         def write(qid: str, ranking: Ranking) -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,37 @@ def read_ranker_config(model_or_path: str, *, revision: str | None = None) -> di
     return _parse(Path(downloaded).read_text(encoding="utf-8"), f"{model_or_path}/{CONFIG_NAME}")
 
 
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+@functools.lru_cache(maxsize=1)
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot be reached, in a few seconds at most; None when it can.
+
+    huggingface_hub retries a dead connection for over a minute before it gives up; one short
+    probe settles it first.
+    """
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=5).close()
+    except urllib.error.HTTPError:
+        return None  # the server answered
+    except (OSError, ValueError) as error:
+        return f"cannot reach {endpoint} ({getattr(error, 'reason', error)})"
+    return None
+
+
+def hub_cached(repo_id: str, revision: str | None = None) -> str | None:
+    """The local snapshot of a Hub model when the cache holds one, else None (no network)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_id, revision=revision, local_files_only=True)
+    except Exception:  # not cached, or huggingface_hub missing
+        return None
+
+
 @functools.lru_cache(maxsize=64)
 def _hub_config_file(repo_id: str, revision: str | None) -> str | None:
     """Local path of a Hub model's r1ranker.json, or None; cached, so building many rankers (or
@@ -100,7 +134,7 @@ def _hub_config_file(repo_id: str, revision: str | None) -> str | None:
         cached = try_to_load_from_cache(repo_id, CONFIG_NAME, revision=revision)
         if isinstance(cached, str):
             return cached
-        if constants.HF_HUB_OFFLINE or cached is not None:  # offline, or known to be absent
+        if constants.HF_HUB_OFFLINE or cached is not None or hub_unreachable():  # offline, or known absent
             return None
         return hf_hub_download(repo_id, CONFIG_NAME, revision=revision, etag_timeout=5)
     except Exception:  # any hub, offline or missing-file error means "no ranker config"

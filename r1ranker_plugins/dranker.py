@@ -6,66 +6,54 @@ candidates the model left out are appended in first-stage order.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from .iranker import R1Prompting
+from .iranker import R1Settings
 from .parsing import parse_ranked_list
+from .prompts import answer_labels
 from .ranker import Ranker
-from .steps import StepMachine, ask
-from .types import Candidate, Request, TraceStep
+from .steps import QueryState, StepMachine, ask
+from .types import Question, Request, TraceStep
 
 
-class DRanker(R1Prompting, Ranker):
-    """Direct ranker (R1-Ranker's DRanker); same options as `IRanker`."""
+@dataclass
+class DRankerSettings(R1Settings):
+    """DRanker's options: the common ones and R1-Ranker's prompt settings."""
+
+
+def dranker_steps(settings: DRankerSettings, query: QueryState) -> StepMachine[list[int]]:
+    """One ask for the whole order; what the answer leaves out follows in first-stage order."""
+    everyone = list(range(len(query.candidates)))
+    labels = answer_labels(settings.task, query.texts)
+    numbered = settings.task == "passage"
+    request = Request(
+        prompt=settings.prompt("dranker", query, everyone),
+        max_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        stop=("</answer>",),
+        question=Question("order", query.query, tuple(c.id for c in query.candidates), tuple(labels)),
+    )
+    [outcome] = yield from ask(
+        [request],
+        lambda answer: parse_ranked_list(answer, labels, numbered=numbered) or None,
+        answer_tokens=8 * len(labels) + 16,
+        label_start="passage " if numbered else "",
+    )
+    listed: list[int] = outcome.parsed or []
+    missing = [i for i in everyone if i not in set(listed)]
+    fallback = f"{len(missing)} candidates not listed; appended in first-stage order" if missing else None
+    match = "list" if listed else "none"
+    query.trace.append(
+        TraceStep(request.prompt, outcome.completion, outcome.answer, match, fallback, outcome.forced, listed)
+    )
+    return listed + missing
+
+
+class DRanker(Ranker):
+    """Direct ranker (R1-Ranker's DRanker); options: `DRankerSettings`."""
 
     strategy = "dranker"
+    Settings = DRankerSettings
 
-    def __init__(
-        self,
-        model: str | None = None,
-        backend: str = "transformers",
-        task: str | None = None,
-        *,
-        scenario: str | None = None,
-        item_type: str | None = None,
-        system_verb: str | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(model, backend, task, **options)
-        self._r1_setup(scenario, item_type, system_verb)
-
-    def steps(
-        self, query: Any, candidates: list[Candidate], texts: list[str], trace: list[TraceStep]
-    ) -> StepMachine[list[int]]:
-        labels = self._labels(texts)
-        numbered = self.task == "passage"
-        request = Request(
-            prompt=self._r1_prompt("dranker", query, candidates, texts),
-            max_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            stop=("</answer>",),
-            meta={"kind": "order", "query": query, "ids": [c.id for c in candidates], "labels": labels},
-        )
-        [outcome] = yield from ask(
-            [request],
-            lambda answer: parse_ranked_list(answer, labels, numbered=numbered) or None,
-            answer_tokens=8 * len(labels) + 16,
-            label_start="passage " if numbered else "",
-        )
-        listed: list[int] = outcome.parsed or []
-        missing = [i for i in range(len(candidates)) if i not in set(listed)]
-        fallback = None
-        if missing:
-            fallback = f"{len(missing)} candidates not listed; appended in first-stage order"
-        trace.append(
-            TraceStep(
-                request.prompt,
-                outcome.completion,
-                outcome.answer,
-                "list" if listed else "none",
-                fallback,
-                outcome.forced,
-                listed,
-            )
-        )
-        return listed + missing
+    def steps(self, query: QueryState) -> StepMachine[list[int]]:
+        return dranker_steps(self.settings, query)

@@ -1,50 +1,41 @@
-"""Evaluate a ranker (or the first-stage order) on an EvalSet, resumably, and compare runs.
+"""Evaluate a ranker (or a reference order) on an EvalSet, resumably, and compare runs.
 
-`evaluate` writes into one directory: `run.trec` (appended query by query as rankings finish,
-so an interrupted run resumes where it stopped), `sessions.json` (engine cost of each session),
-`metrics.json` (per-query and mean metrics, engine stats), `metrics.md` and `metrics.png`.
+`evaluate` writes into one directory: `settings.json` (what made the run: strategy, model, every
+option, the data's fingerprint), `run.trec` (appended query by query as rankings finish, so an
+interrupted run resumes where it stopped, and only with the same settings), `sessions.json`
+(engine cost of each session), `metrics.json` (per-query and mean metrics, cost, how the model's
+steps were decided), `metrics.md` and `metrics.png`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .datasets import DATASETS, EvalSet, load_dataset, rng_for
+from .datasets import EvalSet, rng_for
 from .engines.base import answer_rates
 from .ranker import Ranker
-from .runs import resume_run, trec_lines
+from .runs import RunWriter, data_digest, run_docids
 from .types import ANSWER_KINDS, Ranking
 
 COST_FIELDS = ("calls", "requests", "prompt_tokens", "completion_tokens", "forced_answers", "truncated", "seconds")
-
-
-def read_run_ids(path: Path) -> dict[str, list[str]]:
-    """A TREC run as qid -> docids in rank order (our runs are written rank by rank)."""
-    run: dict[str, list[str]] = defaultdict(list)
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            fields = line.split()
-            if len(fields) == 6:
-                run[fields[0]].append(fields[2])
-    return dict(run)
+REFERENCES = ("none", "random")  # orders that need no model: the first stage, and a shuffle of its top
 
 
 def _cost(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
     return {name: after.get(name, 0) - before.get(name, 0) for name in COST_FIELDS}
 
 
-def shuffled(candidates: list, depth: int | None, seed: int, qid: str) -> Ranking:
-    """A reference ranking: the first `depth` candidates in a random order fixed by (seed, qid)."""
+def reference_ranking(candidates: list, strategy: str, depth: int | None, seed: int, qid: str) -> Ranking:
+    """`none`: the first-stage order; `random`: its first `depth` in an order fixed by (seed, qid)."""
     head = len(candidates) if depth is None else min(depth, len(candidates))
     order = list(range(head))
-    rng_for("shuffle", seed, qid).shuffle(order)
+    if strategy == "random":
+        rng_for("shuffle", seed, qid).shuffle(order)
     return Ranking(candidates, order + list(range(head, len(candidates))))
 
 
@@ -55,36 +46,55 @@ def evaluate(
     *,
     info: dict[str, Any] | None = None,
     progress: bool = True,
-    shuffle: tuple[int | None, int] | None = None,
+    reference: tuple[str, int | None, int] = ("none", None, 0),
+    overwrite: bool = False,
+    wave_size: int | None = None,
+    source: EvalSet | None = None,
 ) -> dict[str, Any]:
-    """Rank every query not yet in `out/run.trec`, then score all.
+    """Rank every query not yet in `out/run.trec`, then score all; returns the metrics.json content.
 
-    Without a `ranker` the first-stage order is kept, or with `shuffle=(depth, seed)` the first
-    `depth` candidates are shuffled (a random reference). Returns the metrics.json content;
-    `info` (model, judge, depth...) is recorded as given.
+    Without a `ranker`, `reference=(strategy, depth, seed)` orders the candidates: "none" keeps
+    the first stage, "random" shuffles its top `depth`. `info` (sample, judge...) is recorded
+    with the settings. A directory made with other settings is refused unless `overwrite`;
+    `source` (the whole set `evalset` was drawn from) is the data the record fingerprints, so a
+    larger sample or limit of the same set resumes the run.
     """
     from .metrics import mean_metrics, score_run  # ir_measures: the `eval` extra
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    run_path, sessions_path = out / "run.trec", out / "sessions.json"
-    strategy = ranker.label if ranker is not None else "random" if shuffle else "none"
-    done = resume_run(run_path, {q.qid: len(q.candidates) for q in evalset.queries})
-    todo = [q for q in evalset.queries if q.qid not in done and q.candidates]
-    sessions = json.loads(sessions_path.read_text(encoding="utf-8")) if sessions_path.is_file() else []
-    session: dict[str, Any] = {
-        "queries": 0,
-        "engine": dict.fromkeys(COST_FIELDS, 0),
-        "answers": dict.fromkeys(ANSWER_KINDS, 0),
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a directory for the run and its metrics")
+    strategy = ranker.label if ranker is not None else reference[0]
+    made_by = ranker.record() if ranker is not None else {"strategy": strategy, "depth": reference[1]}
+    if strategy == "random":
+        made_by["seed"] = reference[2]
+    record = {
+        "dataset": evalset.name,
+        "data": {"queries": len((source or evalset).queries), "sha256": data_digest((source or evalset).queries)},
+        **made_by,
+        **(info or {}),
     }
-    sessions.append(session)
-    before = ranker.engine.stats() if ranker is not None else {}
-    start = time.perf_counter()
-    with open(run_path, "a", encoding="utf-8") as handle:
+    sessions_path = out / "sessions.json"
+    expected = {q.qid: len(q.candidates) for q in evalset.queries}
+    tag = f"r1ranker-{strategy}"
+    run_path, record_path = out / "run.trec", out / "settings.json"
+    flags = {"tag": tag, "record_path": record_path, "overwrite": overwrite, "flag": "--out"}
+    with RunWriter(run_path, record, expected, **flags) as writer:
+        if overwrite:
+            sessions_path.unlink(missing_ok=True)
+        todo = [q for q in evalset.queries if q.qid not in writer.done and q.candidates]
+        sessions = json.loads(sessions_path.read_text(encoding="utf-8")) if sessions_path.is_file() else []
+        session: dict[str, Any] = {
+            "queries": 0,
+            "engine": dict.fromkeys(COST_FIELDS, 0),
+            "answers": dict.fromkeys(ANSWER_KINDS, 0),
+        }
+        sessions.append(session)
+        before = ranker.engine.stats() if ranker is not None else {}
+        start = time.perf_counter()
 
         def write(i: int, ranking: Ranking) -> None:
-            handle.write("\n".join(trec_lines(todo[i].qid, ranking, f"r1ranker-{strategy}")) + "\n")
-            handle.flush()
+            writer.write(todo[i].qid, ranking)
             session["queries"] += 1
             for kind, count in ranking.answers.items():
                 session["answers"][kind] += count
@@ -94,23 +104,18 @@ def evaluate(
 
         if ranker is None:
             for i, query in enumerate(todo):
-                order = list(range(len(query.candidates)))
-                write(
-                    i, shuffled(query.candidates, *shuffle, query.qid) if shuffle else Ranking(query.candidates, order)
-                )
+                write(i, reference_ranking(query.candidates, strategy, *reference[1:], query.qid))
         else:
-            ranker.rank_many([q.query for q in todo], [q.candidates for q in todo], progress=progress, on_result=write)
-    sessions_path.write_text(json.dumps(sessions, indent=1), encoding="utf-8")
-    per_query = score_run(evalset, read_run_ids(run_path))
+            queries, lists = [q.query for q in todo], [q.candidates for q in todo]
+            ranker.rank_many(queries, lists, progress=progress, on_result=write, wave_size=wave_size)
+    per_query = score_run(evalset, run_docids(run_path))
     engine = {name: sum(s["engine"][name] for s in sessions) for name in COST_FIELDS}
     answers = {kind: sum(s.get("answers", {}).get(kind, 0) for s in sessions) for kind in ANSWER_KINDS}
     report = {
-        "dataset": evalset.name,
+        **record,
         "task": evalset.task,
-        "strategy": strategy,
-        **(info or {}),
         "queries": len(per_query),
-        "options": evalset.options,
+        "protocol": evalset.options,
         "primary": evalset.options.get("primary", "NDCG@10"),
         "mean": mean_metrics(per_query),
         "engine": engine,
@@ -119,6 +124,7 @@ def evaluate(
         "sessions": len(sessions),
         "per_query": per_query,
     }
+    out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     (out / "metrics.md").write_text(metrics_markdown(report), encoding="utf-8")
     plot_metrics(report, out / "metrics.png")
@@ -132,8 +138,9 @@ def run_label(report: dict[str, Any]) -> str:
         parts.append(f"SIMULATED judge, error {report['judge']['error_rate']}")
     elif report.get("model"):
         parts.append(str(report["model"]))
-    if report.get("depth"):
-        parts.append(f"depth {report['depth']}")
+    depth = report.get("options", {}).get("depth", report.get("depth"))
+    if depth:
+        parts.append(f"depth {depth}")
     return " · ".join(parts)
 
 
@@ -189,7 +196,14 @@ def compare(dirs: Sequence[str | Path], out: str | Path) -> str:
 
     Cost = prompt + completion tokens per query. Returns the table.
     """
-    reports = [json.loads((Path(d) / "metrics.json").read_text(encoding="utf-8")) for d in dirs]
+    reports = []
+    for directory in map(Path, dirs):
+        if not (directory / "metrics.json").is_file():
+            print(f"warning: skipping {directory}: not a directory written by r1ranker eval", file=sys.stderr)
+            continue
+        reports.append(json.loads((directory / "metrics.json").read_text(encoding="utf-8")))
+    if not reports:
+        raise ValueError("no eval run directories among the paths given")
     names: list[str] = []
     for report in reports:
         names += [name for name in report["mean"] if name not in names]
@@ -231,129 +245,3 @@ def compare(dirs: Sequence[str | Path], out: str | Path) -> str:
     figure.savefig(out.with_suffix(".png"), dpi=120)
     plt.close(figure)
     return table
-
-
-# -- command line --------------------------------------------------------------------------------
-
-
-def judge_labels(evalset: EvalSet) -> dict[str, dict[str, int]]:
-    """The set's qrels keyed by query text, for `SimulatedJudge`.
-
-    Queries sharing a text (e.g. Passage-n instances of one DL19 query) merge their labels; two
-    different grades for one candidate of one text are an error.
-    """
-    from .simulated import query_key
-
-    labels: dict[str, dict[str, int]] = defaultdict(dict)
-    for query in evalset.queries:
-        merged = labels[query_key(query.query)]
-        for docid, grade in query.qrels.items():
-            if merged.setdefault(docid, grade) != grade:
-                raise ValueError(f"{evalset.name}: query {query.qid} grades {docid!r} unlike a same-text query")
-    return dict(labels)
-
-
-def build_ranker(args: argparse.Namespace, evalset: EvalSet) -> Ranker | None:
-    """The ranker `r1ranker eval` asked for, on a model or on the simulated judge."""
-    from . import STRATEGIES
-
-    if args.strategy in ("none", "random"):
-        return None
-    options: dict[str, Any] = {
-        "task": evalset.task,
-        "depth": args.depth,
-        "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size,
-    }
-    if args.strategy != "setwise":
-        options |= {k: evalset.options[k] for k in ("scenario", "item_type", "system_verb") if k in evalset.options}
-    if args.judge == "simulated":
-        from .simulated import SimulatedJudge
-
-        engine = SimulatedJudge(
-            judge_labels(evalset), args.error_rate, args.seed, tokenizer=args.model, error_model=args.error_model
-        )
-        # The judge reads labels, not text: an untruncated query always finds its labels.
-        return STRATEGIES[args.strategy](engine=engine, max_query_tokens=args.max_query_tokens or 100_000, **options)
-    if not args.model:
-        raise ValueError(f"--strategy {args.strategy} needs --model (or --judge simulated)")
-    if args.max_query_tokens:
-        options["max_query_tokens"] = args.max_query_tokens
-    return STRATEGIES[args.strategy](args.model, args.backend, **options)
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    if not args.dataset or not args.out:
-        raise ValueError("r1ranker eval needs --dataset and --out")
-    evalset = load_dataset(
-        args.dataset, data=args.data, seed=args.data_seed, split=args.split, limit=args.limit, sample=args.sample
-    )
-    ranker = build_ranker(args, evalset)
-    info: dict[str, Any] = {
-        "depth": args.depth,
-        "split": args.split,
-        "data_seed": args.data_seed,
-        "sample": args.sample,
-    }
-    if ranker is not None:
-        info |= {"model": args.model, "backend": ranker.engine.backend, "max_new_tokens": args.max_new_tokens}
-    if args.judge:
-        info["judge"] = {
-            "kind": args.judge,
-            "error_rate": args.error_rate,
-            "error_model": args.error_model,
-            "seed": args.seed,
-            "simulated": True,
-        }
-    shuffle = (args.depth, args.seed) if args.strategy == "random" else None
-    report = evaluate(evalset, args.out, ranker, info=info, shuffle=shuffle)
-    summary = {name: round(value, 4) for name, value in report["mean"].items()}
-    print(json.dumps({"dataset": args.dataset, "strategy": args.strategy, "queries": report["queries"], **summary}))
-    print(f"wrote {args.out}/run.trec, metrics.json, metrics.md, metrics.png", file=sys.stderr)
-    return 0
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    print(compare(args.dirs, args.compare_out), end="")
-    return 0
-
-
-def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `r1ranker eval ...` and `r1ranker eval compare DIR... --out FILE`."""
-    from .engines import BACKENDS
-
-    parser = subparsers.add_parser("eval", help="evaluate a ranking strategy on a named data set")
-    parser.add_argument("--dataset", choices=DATASETS)
-    parser.add_argument(
-        "--strategy",
-        default="none",
-        choices=["none", "random", "iranker", "dranker", "setwise"],
-        help="ranker to evaluate; none keeps the first-stage order, random shuffles its top --depth (--seed)",
-    )
-    parser.add_argument("--model", help="hub id or local path (with --judge simulated: its tokenizer counts tokens)")
-    parser.add_argument("--backend", default="transformers", choices=sorted(BACKENDS))
-    parser.add_argument("--depth", type=int, help="rerank only the first N candidates")
-    parser.add_argument("--limit", type=int, help="only the first Q queries")
-    parser.add_argument("--sample", type=int, help="a fixed random sample of Q queries (drawn with --data-seed)")
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
-    parser.add_argument("--max-query-tokens", type=int, help="truncate queries (ranker default 128)")
-    parser.add_argument("--batch-size", type=int, default=1024, help="requests per engine call")
-    parser.add_argument("--out", help="output directory (resumes the run already in it)")
-    parser.add_argument("--data", help="shared data root (default $R1RANKER_DATA or ../shared/data)")
-    parser.add_argument("--split", default="test", choices=["test", "train", "all"])
-    parser.add_argument("--data-seed", type=int, default=0, help="seed of the built task sets (negatives, shuffles)")
-    parser.add_argument("--judge", choices=["simulated"], help="SIMULATED judge answering from the labels")
-    parser.add_argument("--error-rate", type=float, default=0.0, help="simulated judge: probability of a wrong answer")
-    parser.add_argument("--seed", type=int, default=0, help="simulated judge: seed of its errors")
-    parser.add_argument(
-        "--error-model",
-        choices=["uniform", "local"],
-        default="uniform",
-        help="simulated judge: a wrong answer is a random candidate (uniform) or a neighbour (local)",
-    )
-    parser.set_defaults(func=cmd_eval)
-    commands = parser.add_subparsers(dest="eval_command")
-    table = commands.add_parser("compare", help="table and quality-vs-cost plot across eval directories")
-    table.add_argument("dirs", nargs="+", help="directories written by r1ranker eval")
-    table.add_argument("--out", dest="compare_out", required=True, help="FILE: writes FILE.md and FILE.png")
-    table.set_defaults(func=cmd_compare)

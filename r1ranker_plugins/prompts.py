@@ -1,14 +1,15 @@
 """Prompt texts, reproduced exactly from the published systems.
 
 A trained checkpoint only works with the prompt it was trained on, so these strings are
-interface constants (see ../shared/reference/protocols.md). Everything here is a pure
-function of its arguments; rankers and training data both build prompts through it.
+interface constants (R1-Ranker: ulab-uiuc/IRanker; Rank-R1: ielab/llm-rankers). Everything here
+is a pure function of its arguments; rankers and training data both build prompts through it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from .types import Candidate
 
@@ -224,34 +225,45 @@ def r1_problem(
     kind: str,
     task: str,
     query: str | Sequence[str],
-    texts: Sequence[str],
+    candidates: Sequence[Candidate | str],
     *,
-    descriptions: Sequence[str] = (),
     scenario: str = "performance",
     item_type: str = "movie",
+    count: int = 1,
 ) -> str:
-    """The problem text for one IRanker step (`kind="iranker"`) or one DRanker call."""
+    """The problem text of one IRanker step (`kind="iranker"`, naming the `count` least relevant)
+    or one DRanker call (`kind="dranker"`): the one place these prompts are assembled, for
+    inference and for training rows alike. Routing candidates carry `metadata["description"]`."""
+    items = [c if isinstance(c, Candidate) else Candidate(str(i), c) for i, c in enumerate(candidates)]
+    texts = [c.text for c in items]
     iterative = kind == "iranker"
     if task == "passage":
         template = IRANKER_PASSAGE if iterative else DRANKER_PASSAGE
-        return template.format(query=query, passages=passage_list(texts))
-    if task == "recommendation":
+        problem = template.format(query=query, passages=passage_list(texts))
+    elif task == "recommendation":
         if item_type == "movie":
             template = IRANKER_MOVIE if iterative else DRANKER_MOVIE
         else:
             template = IRANKER_ITEM if iterative else DRANKER_ITEM
-        return template.format(history=history_list(query), n=len(texts), candidates=repr(list(texts)))
-    if task == "routing":
+        problem = template.format(history=history_list(query), n=len(texts), candidates=repr(texts))
+    elif task == "routing":
         template = IRANKER_ROUTING if iterative else DRANKER_ROUTING
-        instruction = (ROUTING_ELIMINATE if iterative else ROUTING_RANK)[scenario]
-        return template.format(
+        descriptions = [str(c.metadata.get("description", "")) for c in items]
+        problem = template.format(
             query=query,
             descriptions=routing_descriptions(texts, descriptions),
             n=len(texts),
-            candidates=repr(list(texts)),
-            instruction=instruction,
+            candidates=repr(texts),
+            instruction=(ROUTING_ELIMINATE if iterative else ROUTING_RANK)[scenario],
         )
-    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    else:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    return multi_elimination(problem, task, count, item_type=item_type) if count > 1 else problem
+
+
+def answer_labels(task: str, texts: Sequence[str]) -> list[str]:
+    """What the model answers with in R1 prompts: `passage i` for passages, the full name otherwise."""
+    return [passage_label(i) for i in range(len(texts))] if task == "passage" else list(texts)
 
 
 # --- Rank-R1 setwise (chat messages through the tokenizer's chat template) ---
@@ -273,11 +285,40 @@ SETWISE_USER = (
 )
 
 
-def setwise_messages(query: str, texts: Sequence[str], *, label_colon: bool = False) -> list[dict]:
-    """Rank-R1 messages; documents `[i] text` (training form) or `[i]: text` (`label_colon`)."""
+def setwise_user(query: str, texts: Sequence[str], *, label_colon: bool = False) -> str:
+    """Rank-R1's user turn; documents `[i] text` (training form) or `[i]: text` (`label_colon`)."""
     sep = ": " if label_colon else " "
     docs = "\n".join(f"[{i}]{sep}{text}" for i, text in enumerate(texts, start=1))
+    return SETWISE_USER.format(query=query, docs=docs)
+
+
+def setwise_messages(query: str, texts: Sequence[str], *, label_colon: bool = False) -> list[dict]:
+    """Rank-R1 chat messages (system and user), as training data and chat templates take them."""
     return [
         {"role": "system", "content": SETWISE_SYSTEM},
-        {"role": "user", "content": SETWISE_USER.format(query=query, docs=docs)},
+        {"role": "user", "content": setwise_user(query, texts, label_colon=label_colon)},
     ]
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """A chat template resolved once for one system turn: a prompt is `head + user text + tail`.
+
+    Resolving it before a step machine runs keeps the machine free of tokenizer calls.
+    """
+
+    head: str
+    tail: str
+
+    @classmethod
+    def resolve(cls, apply_template: Callable[[list[dict]], str], system: str) -> ChatFormat:
+        """Render the template once around a placeholder user turn and keep what surrounds it."""
+        placeholder = "\x00user-turn\x00"
+        rendered = apply_template([{"role": "system", "content": system}, {"role": "user", "content": placeholder}])
+        if rendered.count(placeholder) != 1:
+            raise ValueError("the model's chat template does not keep the user's text as given")
+        head, tail = rendered.split(placeholder)
+        return cls(head, tail)
+
+    def prompt(self, user: str) -> str:
+        return self.head + user + self.tail

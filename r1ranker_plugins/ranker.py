@@ -1,18 +1,22 @@
-"""What every ranker shares: input checks, budgets, depth, batching and error policy."""
+"""What every ranker shares: options, input checks, depth, batching and the engine-error policy.
+
+A ranker binds a strategy's step machine (`steps`) to an engine: it checks and cuts the input,
+hands each query's machine a `QueryState`, and drives all machines together through the engine.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .checkpoint import read_ranker_config
+from .checkpoint import PROMPT_VERSION, read_ranker_config
 from .engines import Engine, EngineError, get_engine
-from .prompts import TASKS, cut_candidates
-from .steps import StepMachine, arun, gather, run
-from .types import Candidate, Ranking, TraceStep
-
-ENGINE_ERROR_POLICIES = ("raise", "first-stage")
+from .prompts import cut_candidates
+from .settings import RankerSettings, build, split_options
+from .steps import QueryState, StepMachine, arun, gather, run
+from .types import Candidate, Completion, Ranking, Request, TraceStep
 
 
 def as_candidates(items: Iterable[Candidate | str | dict]) -> list[Candidate]:
@@ -47,12 +51,16 @@ def as_candidates(items: Iterable[Candidate | str | dict]) -> list[Candidate]:
 class Ranker:
     """Base of IRanker, DRanker and SetwiseRanker.
 
-    Subclasses implement `steps`, a step machine over the first `depth` candidates that
-    returns their order; everything below `depth` keeps its first-stage order.
+    `Ranker(model, backend, task, **options)`: `options` are the strategy's settings (its
+    `Settings` dataclass) and the backend's engine options (`engines.ENGINE_OPTIONS`); anything
+    else is a ValueError naming the closest valid option. Settings a trained checkpoint names in
+    its r1ranker.json are the defaults; explicit options win. With `engine=`, the ranker uses
+    that engine (and takes no engine options).
     """
 
     strategy = "base"
-    tasks: tuple[str, ...] = TASKS
+    Settings: type[RankerSettings] = RankerSettings
+    tasks: tuple[str, ...] = ("passage", "recommendation", "routing")
 
     def __init__(
         self,
@@ -61,16 +69,14 @@ class Ranker:
         task: str | None = None,
         *,
         engine: Engine | None = None,
-        depth: int | None = None,
-        max_new_tokens: int = 1024,
-        temperature: float = 0.0,
-        max_candidate_tokens: int = 256,
-        max_query_tokens: int = 128,
-        batch_size: int = 1024,
-        on_engine_error: str = "raise",
-        **engine_options: Any,
+        **options: Any,
     ) -> None:
-        # A trained checkpoint says which prompt it expects (r1ranker.json); explicit arguments win.
+        if task is not None:
+            options["task"] = task
+        ranker_options, engine_options = split_options(
+            self.Settings, None if engine else backend, options, who=self.strategy
+        )
+        # A trained checkpoint says which prompt it expects (r1ranker.json); explicit options win.
         self.checkpoint = read_ranker_config(model) if model is not None and engine is None else None
         if self.checkpoint and self.checkpoint["strategy"] != self.strategy:
             warnings.warn(
@@ -78,37 +84,34 @@ class Ranker:
                 UserWarning,
                 stacklevel=3,
             )
-        task = task or self.checked("task", "passage")
-        if task not in self.tasks:
-            raise ValueError(f"{type(self).__name__} does not support task {task!r}; expected one of {self.tasks}")
-        if depth is not None and depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
-        if max_new_tokens < 1 or batch_size < 1:
-            raise ValueError("max_new_tokens and batch_size must be >= 1")
-        if on_engine_error not in ENGINE_ERROR_POLICIES:
-            raise ValueError(f"on_engine_error must be one of {ENGINE_ERROR_POLICIES}, got {on_engine_error!r}")
+        where = f"{type(self).__name__}"
+        self.settings = build(self.Settings, {**self.checkpoint_defaults(engine_options), **ranker_options}, where)
+        if self.settings.task not in self.tasks:
+            raise ValueError(f"{where} does not support task {self.settings.task!r}; expected one of {self.tasks}")
         if engine is None:
             if model is None:
                 raise ValueError("give a model (hub id or local path) or an engine")
             engine = get_engine(model, backend, **engine_options)
         self.engine = engine
-        self.task = task
-        self.depth = depth
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.max_candidate_tokens = max_candidate_tokens
-        self.max_query_tokens = max_query_tokens
-        self.batch_size = batch_size
-        self.on_engine_error = on_engine_error
 
-    def checked(self, key: str, default: Any) -> Any:
-        """A prompt setting from the checkpoint's r1ranker.json, else `default`."""
-        return (self.checkpoint or {}).get(key, default)
+    def checkpoint_defaults(self, engine_options: dict[str, Any]) -> dict[str, Any]:
+        """The settings the model's r1ranker.json names (task, prompt wording), for this strategy."""
+        fields = self.Settings.__dataclass_fields__
+        return {key: value for key, value in (self.checkpoint or {}).items() if key in fields}
+
+    @property
+    def label(self) -> str:
+        """The strategy as reports name it (IRanker adds its mode)."""
+        return self.strategy
+
+    def record(self) -> dict[str, Any]:
+        """What makes this ranker's rankings what they are, for run records and reports."""
+        settings = dataclasses.asdict(self.settings)
+        return {"strategy": self.label, **self.engine.describe(), "options": settings, "prompt_version": PROMPT_VERSION}
 
     # -- to implement ---------------------------------------------------------------------
-    def steps(
-        self, query: Any, candidates: list[Candidate], texts: list[str], trace: list[TraceStep]
-    ) -> StepMachine[list[int]]:
+    def steps(self, query: QueryState) -> StepMachine[list[int]]:
+        """The strategy's step machine for one query; returns an order of `query.candidates`."""
         raise NotImplementedError
 
     # -- public ---------------------------------------------------------------------------
@@ -122,37 +125,58 @@ class Ranker:
         *,
         progress: bool = False,
         on_result: Callable[[int, Ranking], None] | None = None,
+        wave_size: int | None = None,
     ) -> list[Ranking]:
         """Rank many queries at once: every engine call carries the next step of each query.
 
         `on_result(i, ranking)` is called as soon as query `i` is done (to stream output).
+        `wave_size`: rank the queries in waves of that many, one after the other, so that a long
+        job saves results as it goes (every query of a wave finishes in about the same round);
+        by default all go at once. `progress` shows a bar of the steps (model decisions) against
+        an estimate, and of the queries done.
         """
         if len(queries) != len(candidate_lists):
             raise ValueError(f"{len(queries)} queries but {len(candidate_lists)} candidate lists")
+        if wave_size is not None and wave_size < 1:
+            raise ValueError(f"wave_size must be >= 1, got {wave_size}")
         jobs = [self._prepare(q, c) for q, c in zip(queries, candidate_lists, strict=True)]
         rankings: list[Ranking | None] = [None] * len(jobs)
-        bar = _progress(len(jobs), progress, self.label)
+        bar = _progress(sum(self.estimated_steps(job.head) for job in jobs), progress, self.label, len(jobs))
 
         def done(i: int, order: list[int] | None) -> None:
             rankings[i] = self._finish(jobs[i], order)
-            bar.update(1)
+            bar.set_postfix_str(f"{sum(r is not None for r in rankings)}/{len(jobs)} queries", refresh=False)
             if on_result is not None:
                 on_result(i, rankings[i])
 
-        active = [i for i, job in enumerate(jobs) if job.machine is not None]
-        for i in sorted(set(range(len(jobs))) - set(active)):
-            done(i, None)
-        try:
-            machines = [jobs[i].machine for i in active]
-            run(gather(machines, lambda k, order: done(active[k], order)), self.engine.generate, self.batch_size)
-        except EngineError as error:
-            unfinished = [i for i in active if rankings[i] is None]
-            self._degrade(error, [jobs[i] for i in unfinished])
-            for i in unfinished:
+        def generate(requests: list[Request]) -> list[Completion]:
+            completions = self.engine.generate(requests)
+            bar.update(sum(not request.forced for request in requests))
+            return completions
+
+        for i, job in enumerate(jobs):
+            if job.machine is None:
                 done(i, None)
+        active = [i for i, job in enumerate(jobs) if job.machine is not None]
+        size = wave_size or max(len(active), 1)
+        try:
+            for start in range(0, len(active), size):
+                wave = active[start : start + size]
+                try:
+                    together = gather([jobs[i].machine for i in wave], lambda k, order, w=wave: done(w[k], order))
+                    run(together, generate, self.settings.batch_size)
+                except EngineError as error:
+                    unfinished = [i for i in wave if rankings[i] is None]
+                    self._degrade(error, [jobs[i] for i in unfinished])
+                    for i in unfinished:
+                        done(i, None)
         finally:
             bar.close()
         return rankings  # type: ignore[return-value]
+
+    def estimated_steps(self, n: int) -> int:
+        """About how many decisions ranking `n` candidates takes (for progress bars)."""
+        return 1 if n > 1 else 0
 
     async def arank(self, query: Any, candidates: Sequence[Candidate | str]) -> Ranking:
         """Async rank; concurrent calls share engine batches through the engine's async path."""
@@ -160,27 +184,29 @@ class Ranker:
         order = None
         if job.machine is not None:
             try:
-                order = await arun(job.machine, self.engine.agenerate)
+                with self.engine.calling():
+                    order = await arun(job.machine, self.engine.agenerate)
             except EngineError as error:
                 self._degrade(error, [job])
         return self._finish(job, order)
 
-    @property
-    def label(self) -> str:
-        """The strategy as reports name it (IRanker adds its mode)."""
-        return self.strategy
+    def first_requests(self, query: Any, candidates: Sequence[Candidate | str]) -> list[Request]:
+        """The requests a query's first step sends, without running it (for prompt-level tools)."""
+        job = self._prepare(query, candidates)
+        return next(job.machine) if job.machine is not None else []
 
     # -- internals ------------------------------------------------------------------------
     def _prepare(self, query: Any, candidates: Sequence[Candidate | str]) -> _Job:
         self._check_query(query)
         items = as_candidates(candidates)
-        head = len(items) if self.depth is None else min(self.depth, len(items))
-        trace: list[TraceStep] = []
+        depth = self.settings.depth
+        head = len(items) if depth is None else min(depth, len(items))
+        state = QueryState(query, [])
         machine = None
         if head > 1:  # cut once per query; the results keep the caller's candidates
-            shown = cut_candidates(items[:head], self.task, self._cut)
-            machine = self.steps(self._truncate_query(query), shown, [c.text for c in shown], trace)
-        return _Job(query, items, head, machine, trace)
+            state = QueryState(self._truncate_query(query), cut_candidates(items[:head], self.settings.task, self._cut))
+            machine = self.steps(state)
+        return _Job(query, items, head, machine, state.trace)
 
     def _finish(self, job: _Job, order: list[int] | None) -> Ranking:
         ranking = job.finish(order)
@@ -189,10 +215,10 @@ class Ranker:
         return ranking
 
     def _cut(self, texts: list[str]) -> list[str]:
-        return self.engine.truncate_many(texts, self.max_candidate_tokens)
+        return self.engine.truncate_many(texts, self.settings.max_candidate_tokens)
 
     def _check_query(self, query: Any) -> None:
-        if self.task == "recommendation":
+        if self.settings.task == "recommendation":
             if isinstance(query, str) or not all(isinstance(item, str) for item in query):
                 raise TypeError("a recommendation query is the user's history: a list of item texts")
         elif not isinstance(query, str):
@@ -201,12 +227,12 @@ class Ranker:
             raise ValueError("query is empty")
 
     def _truncate_query(self, query: Any) -> Any:
-        if self.task == "recommendation":
+        if self.settings.task == "recommendation":
             return self._cut(list(query))
-        return self.engine.truncate(query, self.max_query_tokens)
+        return self.engine.truncate(query, self.settings.max_query_tokens)
 
     def _degrade(self, error: EngineError, jobs: list[_Job]) -> None:
-        if self.on_engine_error == "raise":
+        if self.settings.on_engine_error == "raise":
             raise error
         warnings.warn(
             f"engine failed ({error}); {len(jobs)} queries keep their first-stage order",
@@ -243,16 +269,10 @@ class _Job:
         return Ranking(self.items, order + list(range(self.head, len(self.items))), self.trace, self.query)
 
 
-def _progress(total: int, enabled: bool, label: str):
+def _progress(total: int, enabled: bool, label: str, queries: int):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled or total <= 1, desc=f"{label} queries", unit="q")
+    return tqdm(total=total, disable=not enabled or queries < 1, desc=f"{label} steps (estimated)", unit="step")
 
 
-def validate_choice(name: str, value: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {tuple(choices)}")
-    return value
-
-
-__all__ = ["ENGINE_ERROR_POLICIES", "Ranker", "as_candidates", "validate_choice"]
+__all__ = ["Ranker", "as_candidates"]

@@ -10,13 +10,14 @@ import hashlib
 import json
 import os
 import random
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .engines.base import Engine
-from .types import Completion, Request
+from .types import Completion, Question, Request
 
-__all__ = ["ERROR_MODELS", "SimulatedJudge", "query_key"]
+__all__ = ["ERROR_MODELS", "SimulatedJudge", "judge_labels", "query_key"]
 
 
 def query_key(query: str | Sequence[str]) -> str:
@@ -30,7 +31,7 @@ ERROR_MODELS = ("uniform", "local")
 class SimulatedJudge(Engine):
     """A SIMULATION, for algorithm studies only: an engine that answers from relevance labels.
 
-    It reads each request's `meta` (kind, ids, labels, query) instead of the prompt, looks up
+    It reads each request's `question` (kind, ids, labels, query) instead of the prompt, looks up
     the grades (`labels`: query key -> {candidate id: grade}; unknown ids grade 0) and answers
     in the model's format (`<think>...</think>\n<answer>LABEL</answer>`, or `LABEL</answer>` for
     a forced answer), so the rankers' real prompt and parsing paths run. Numbers it produces
@@ -78,17 +79,16 @@ class SimulatedJudge(Engine):
         self.error_rate = error_rate
         self.error_model = error_model
         self.seed = seed
-        self._tokenizer = tokenizer
+        self._counting = tokenizer
 
-    @property
-    def tokenizer(self) -> Any:
-        if self._tokenizer is None or isinstance(self._tokenizer, str | os.PathLike):
-            from transformers import AutoTokenizer
+    def _load_tokenizer(self) -> Any:
+        """The tokenizer that counts tokens: the one given, or loaded from a path (the tiny model's)."""
+        if self._counting is not None and not isinstance(self._counting, str | os.PathLike):
+            return self._counting
+        from .engines.base import load_tokenizer
+        from .testing import tiny_model
 
-            from .testing import tiny_model
-
-            self._tokenizer = AutoTokenizer.from_pretrained(str(self._tokenizer or tiny_model()))
-        return self._tokenizer
+        return load_tokenizer(str(self._counting or tiny_model()))
 
     def _generate(self, requests: Sequence[Request]) -> list[Completion]:
         self.count(batches=1)
@@ -112,15 +112,15 @@ class SimulatedJudge(Engine):
             raise KeyError(f"simulated judge: {what} for query {key[:60]!r} (raise max_query_tokens)")
         return found[0]
 
-    def decide(self, meta: Mapping[str, Any]) -> list[int]:
-        """Shown positions: the chosen candidate for "least"/"most", the full order for "order"."""
-        key = self.resolve(meta["query"])
-        kind = meta["asked"] if meta["kind"] == "forced_answer" else meta["kind"]
-        grades = [self.labels[key].get(str(i), 0) for i in meta["ids"]]
-        digest = hashlib.sha256(json.dumps([self.seed, key, kind, list(meta["ids"])]).encode("utf-8")).digest()
+    def decide(self, question: Question) -> list[int]:
+        """Shown positions: the chosen candidate(s) for "least"/"most", the full order for "order"."""
+        key = self.resolve(question.query)
+        kind = question.kind
+        grades = [self.labels[key].get(str(i), 0) for i in question.ids]
+        digest = hashlib.sha256(json.dumps([self.seed, key, kind, list(question.ids)]).encode("utf-8")).digest()
         rng = random.Random(int.from_bytes(digest[:8], "big"))
         n = len(grades)
-        count = int(meta.get("count", 1))
+        count = question.count
         if kind == "order" or self.error_model == "local":
             order = sorted(range(n), key=lambda i: -grades[i])
             for i in range(n - 1):
@@ -149,9 +149,27 @@ class SimulatedJudge(Engine):
         return [best]
 
     def reply(self, request: Request) -> str:
-        answer = "\n".join(request.meta["labels"][i] for i in self.decide(request.meta))
-        if request.meta["kind"] == "forced_answer":
-            return f"{answer}</answer>"
+        question = request.question
+        if question is None:
+            raise ValueError("simulated judge: the request says nothing of what it asks (no question)")
+        answer = "\n".join(question.labels[i] for i in self.decide(question))
+        if request.forced:  # the prompt already opened the answer and its first label
+            return f"{answer.removeprefix(request.label_start)}</answer>"
         think = "Simulated judge: decided from relevance labels.</think>"
         opening = "" if request.prompt.rstrip().endswith("<think>") else "<think>"
         return f"{opening}{think}\n<answer>{answer}</answer>"
+
+
+def judge_labels(evalset: Any) -> dict[str, dict[str, int]]:
+    """An EvalSet's qrels keyed by query text, for `SimulatedJudge`.
+
+    Queries sharing a text (e.g. Passage-n instances of one DL19 query) merge their labels; two
+    different grades for one candidate of one text are an error.
+    """
+    labels: dict[str, dict[str, int]] = defaultdict(dict)
+    for query in evalset.queries:
+        merged = labels[query_key(query.query)]
+        for docid, grade in query.qrels.items():
+            if merged.setdefault(docid, grade) != grade:
+                raise ValueError(f"{evalset.name}: query {query.qid} grades {docid!r} unlike a same-text query")
+    return dict(labels)

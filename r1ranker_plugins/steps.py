@@ -1,22 +1,45 @@
-"""Step-machine plumbing: rankers are generators that yield prompts and receive completions.
+"""Step-machine plumbing: strategies are generators that yield prompts and receive completions.
 
-A step machine yields a list of `Request`s, is sent the matching `Completion`s, and finally
-returns its result. Because a machine never calls the engine itself, one driver can put the
-pending steps of many machines (queries, or independent comparisons of one query) into one
-engine batch, synchronously (`run`) or asynchronously (`arun`).
+Rules (every strategy's machine follows them; the drivers below rely on them):
+
+1. A machine yields a non-empty list of `Request`s and is sent exactly one `Completion` per
+   request, in order; it finally returns its result (for a ranking: an order of its candidates).
+2. A machine does no I/O: it never calls an engine or a tokenizer. Everything it needs (texts
+   cut to their budgets, the chat format of prompts) is resolved before it starts and handed to
+   it in a `QueryState`, so it can be driven by hand with `next`/`send`.
+3. Whatever the completions say, the machine returns: unusable answers are forced once (`ask`),
+   then fall back, and every step appends one `TraceStep` to `QueryState.trace`.
+
+Because machines never call the engine, one driver can put the pending steps of many machines
+(queries, or independent comparisons of one query) into one engine batch, synchronously (`run`)
+or asynchronously (`arun`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from .parsing import extract_answer, forced_answer_prefix
-from .types import Completion, Request
+from .types import Candidate, Completion, Request, TraceStep
 
 T = TypeVar("T")
 StepMachine = Generator[list[Request], list[Completion], T]
+
+
+@dataclass
+class QueryState:
+    """One query as a strategy's machine sees it: the query and the candidates as prompts show
+    them (texts already cut to their budgets), and the trace that every step appends to."""
+
+    query: Any
+    candidates: list[Candidate]
+    trace: list[TraceStep] = field(default_factory=list)
+
+    @property
+    def texts(self) -> list[str]:
+        return [candidate.text for candidate in self.candidates]
 
 
 @dataclass(frozen=True)
@@ -59,7 +82,8 @@ def ask(
             max_tokens=answer_tokens,
             temperature=0.0,
             stop=("</answer>",),
-            meta={**requests[i].meta, "kind": "forced_answer", "asked": requests[i].meta.get("kind")},
+            forced=True,
+            label_start=label_start,
         )
         for i in retry
     ]

@@ -76,12 +76,31 @@ class Ranking:
         return counts
 
 
+QUESTION_KINDS = ("least", "most", "order")
+
+
+@dataclass(frozen=True)
+class Question:
+    """What a request asks, in structured form: which candidates, under which answer labels.
+
+    `kind` is "least" (name the `count` least relevant), "most" (name the most relevant) or
+    "order" (list all, best first). A simulated judge answers from this, never from the prompt.
+    """
+
+    kind: str
+    query: Any = field(compare=False)  # the query text, or a recommendation history
+    ids: tuple[str, ...]
+    labels: tuple[str, ...]
+    count: int = 1
+
+
 @dataclass(frozen=True)
 class Request:
-    """One prompt for the engine, with what the ranker needs to interpret the answer.
+    """One prompt for the engine, with what the ranker asked in it.
 
-    `meta` carries the structured content of the prompt (kind of question, candidate
-    positions) so that a simulated judge can answer without parsing text.
+    A `forced` request continues an earlier one whose reasoning gave no usable answer: its
+    prompt is that request's prompt, the model's reasoning, a closed think block and an opened
+    `<answer>`, followed by `label_start` (what every answer label starts with, e.g. `passage `).
 
     `prefix_ids` are the tokens of `prompt[:prefix_chars]` as the model last saw and wrote them
     (a prompt and its cut-off completion; special tokens the model wrote are kept, while the
@@ -95,7 +114,9 @@ class Request:
     temperature: float = 0.0
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # benchmarks: every request generates exactly max_tokens
-    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    question: Question | None = field(default=None, compare=False)
+    forced: bool = False
+    label_start: str = ""
     prefix_ids: tuple[int, ...] = ()
     prefix_chars: int = 0
 

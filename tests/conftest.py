@@ -76,10 +76,6 @@ class ScriptedEngine(Engine):
         self.seen: list[Request] = []
         self.batch_sizes: list[int] = []
 
-    @property
-    def tokenizer(self):
-        return self._tokenizer
-
     def _generate(self, requests):
         self.count(batches=1)
         self.seen.extend(requests)
@@ -132,3 +128,13 @@ def lucene_index(shared_data, tmp_path_factory):
     ]
     subprocess.run(command, check=True, capture_output=True, timeout=300)
     return str(root / "index")
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model_path, tmp_path_factory):
+    """One vLLM OpenAI-compatible server with the tiny model, for every test module that needs one."""
+    pytest.importorskip("vllm")
+    from helpers import serve
+
+    with serve(tiny_model_path, tmp_path_factory.mktemp("server") / "vllm.log") as running:
+        yield running

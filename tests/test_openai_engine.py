@@ -10,10 +10,9 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
-from servers import Server, free_port, serve
+from helpers import QUERY, SMALL, TEXTS, Server, free_port, serve
 
 from r1ranker_plugins import DRanker, IRanker, SetwiseRanker
 from r1ranker_plugins.engines import EngineError
@@ -24,46 +23,12 @@ pytestmark = pytest.mark.vllm
 pytest.importorskip("vllm")
 httpx = pytest.importorskip("httpx")
 
-QUERY = "how do solar panels produce electricity"
-TEXTS = [
-    "Solar panels contain photovoltaic cells that turn sunlight into electricity.",
-    "The stock market closed higher on Friday.",
-    "An inverter converts direct current into alternating current.",
-    "Bananas are rich in potassium.",
-    "Silicon releases electrons when photons strike it.",
-    "A recipe for rice with vegetables.",
-]
-SMALL = {"max_new_tokens": 8, "max_candidate_tokens": 16}
 STRATEGIES = [IRanker, DRanker, SetwiseRanker]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model_path, tmp_path_factory) -> Iterator[Server]:
-    with serve(tiny_model_path, tmp_path_factory.mktemp("server") / "vllm.log") as running:
-        yield running
-
-
-@pytest.mark.parametrize("cls", STRATEGIES)
-def test_strategy_ranks_through_the_server(tiny_model_path, server, cls):
-    ranker = cls(tiny_model_path, "openai", base_url=server.url, **SMALL)
-    ranking = ranker.rank(QUERY, TEXTS)
-    assert sorted(ranking.order) == list(range(len(TEXTS)))
-    assert ranking.trace and all(step.prompt and step.completion for step in ranking.trace)
-    # greedy decoding on the server equals the in-process transformers engine, step by step
-    local = cls(tiny_model_path, "transformers", **SMALL).rank(QUERY, TEXTS)
-    assert ranking.order == local.order
-    assert [s.completion for s in ranking.trace] == [s.completion for s in local.trace]
-    stats = ranker.engine.stats()
-    assert stats["backend"] == "openai" and stats["batches"] >= 1 and stats["prompt_tokens"] > 0
-
-
-def test_rank_many_equals_one_at_a_time(tiny_model_path, server):
-    queries = [QUERY, "potassium in fruit", "what converts current"]
-    lists = [TEXTS, TEXTS[::-1], TEXTS[1:]]
-    ranker = IRanker(tiny_model_path, "openai", base_url=server.url, **SMALL)
-    together = ranker.rank_many(queries, lists)
-    alone = [ranker.rank(q, c) for q, c in zip(queries, lists, strict=True)]
-    assert [r.order for r in together] == [r.order for r in alone]
+@pytest.fixture
+def server(tiny_server):
+    return tiny_server
 
 
 async def test_concurrent_aranks_and_a_sync_rank_inside_a_running_loop(tiny_model_path, server):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from r1ranker_plugins import prompts
+from r1ranker_plugins.types import Candidate
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "protocols.md"
 
@@ -78,9 +79,8 @@ def test_rendered_recommendation_uses_python_reprs():
 
 
 def test_rendered_routing_lists_descriptions():
-    problem = prompts.r1_problem(
-        "iranker", "routing", "2+2?", ["m1", "m2"], descriptions=["small", "large"], scenario="cost"
-    )
+    llms = [Candidate("m1", "m1", {"description": "small"}), Candidate("m2", "m2", {"description": "large"})]
+    problem = prompts.r1_problem("iranker", "routing", "2+2?", llms, scenario="cost")
     assert "# m1: small\n# m2: large" in problem
     assert prompts.ROUTING_ELIMINATE["cost"] in problem
 

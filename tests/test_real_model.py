@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from servers import serve
+from helpers import serve
 
 from r1ranker_plugins import DRanker, IRanker, SetwiseRanker, get_engine
 from r1ranker_plugins.engines import close_all

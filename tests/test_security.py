@@ -12,7 +12,7 @@ from r1ranker_plugins.runs import read_rankgpt_json
 
 
 def test_remote_code_is_off_unless_asked(tiny_model_path):
-    assert get_engine(tiny_model_path, "transformers").trust_remote_code is False
+    assert get_engine(tiny_model_path, "transformers").config.trust_remote_code is False
     from r1ranker_plugins.engines.vllm import VLLMEngine
 
     assert VLLMEngine(tiny_model_path).llm_args["trust_remote_code"] is False

@@ -23,33 +23,32 @@ def ideal(n: int) -> list[int]:
 
 
 def judge(request) -> str:
-    """A perfect judge reading the prompt's structured content."""
-    meta = request.meta
-    grades = [RELEVANCE[i] for i in meta["ids"]]
-    kind = meta["asked"] if meta["kind"] == "forced_answer" else meta["kind"]
-    if kind == "least" and meta.get("count", 1) > 1:
-        worst = sorted(range(len(grades)), key=lambda i: grades[i])[: meta["count"]]
-        answer = "\n".join(meta["labels"][i] for i in worst)
-    elif kind == "least":
-        answer = meta["labels"][grades.index(min(grades))]
-    elif kind == "most":
-        answer = meta["labels"][grades.index(max(grades))]
+    """A perfect judge reading the request's question (its structured content)."""
+    question = request.question
+    grades = [RELEVANCE[i] for i in question.ids]
+    if question.kind == "least" and question.count > 1:
+        worst = sorted(range(len(grades)), key=lambda i: grades[i])[: question.count]
+        answer = "\n".join(question.labels[i] for i in worst)
+    elif question.kind == "least":
+        answer = question.labels[grades.index(min(grades))]
+    elif question.kind == "most":
+        answer = question.labels[grades.index(max(grades))]
     else:
-        answer = "\n".join(meta["labels"][i] for i in sorted(range(len(grades)), key=lambda i: -grades[i]))
-    if meta["kind"] == "forced_answer":
-        return f"{answer}</answer>"
+        answer = "\n".join(question.labels[i] for i in sorted(range(len(grades)), key=lambda i: -grades[i]))
+    if request.forced:  # the prompt opened the answer with the labels' common start
+        return f"{answer.removeprefix(request.label_start)}</answer>"
     return f" thinking about it\n</think>\n<answer>{answer}</answer>"
 
 
 def rambler(request) -> str:
     """Never writes an answer block; forced answers are valid."""
-    if request.meta["kind"] == "forced_answer":
+    if request.forced:
         return judge(request)
     return " the reasoning goes on and on and runs out of tokens"
 
 
 def garbage(request) -> str:
-    return "<answer>¯\\_(ツ)_/¯</answer>" if request.meta["kind"] != "forced_answer" else "???</answer>"
+    return "<answer>¯\\_(ツ)_/¯</answer>" if not request.forced else "???</answer>"
 
 
 def test_iranker_perfect_judge_gives_the_ideal_order(scripted):
@@ -75,7 +74,7 @@ def test_iranker_forces_an_answer_when_reasoning_runs_out(scripted):
     assert ranking.order == ideal(6)
     assert all(step.forced and step.fallback is None for step in ranking.trace)
     assert engine.stats()["forced_answers"] == 5
-    forced = [r for r in engine.seen if r.meta["kind"] == "forced_answer"]
+    forced = [r for r in engine.seen if r.forced]
     assert forced[0].prompt.endswith("runs out of tokens\n</think>\n<answer>passage ")  # the label opened
 
 
@@ -238,7 +237,7 @@ def test_bad_inputs_have_clear_errors(scripted):
         IRanker(engine=engine).rank("  ", ["a", "b"])
     with pytest.raises(TypeError, match="history"):
         IRanker(engine=engine, task="recommendation").rank("not a list", ["a", "b"])
-    with pytest.raises(ValueError, match="does not support task 'music'"):
+    with pytest.raises(ValueError, match="unknown task 'music'"):
         IRanker(engine=engine, task="music")
     with pytest.raises(ValueError, match="does not support task 'routing'"):
         SetwiseRanker(engine=engine, task="routing")
@@ -276,7 +275,7 @@ def test_tournament_cost_for_top_10_of_100(scripted):
     engine = scripted(judge)
     IRanker(engine=engine, mode="tournament").rank("q", candidates(100))
     rounds = len(engine.batch_sizes)
-    docs = sum(len(r.meta["ids"]) for r in engine.seen)
+    docs = sum(len(r.question.ids) for r in engine.seen)
     assert rounds <= 8 and docs <= 210 and len(engine.seen) <= 20
 
 
@@ -286,7 +285,7 @@ def test_tournament_with_agreement_asks_again_in_reverse_and_finds_the_top_k(scr
     ranker = IRanker(engine=engine, mode="tournament", group_size=25, agreement=agreement)
     ranking = ranker.rank("q", candidates(100))
     assert ranking.order[:10] == ideal(100)[:10] and sorted(ranking.order) == list(range(100))
-    shown = [[int(i[1:]) for i in r.meta["ids"]] for r in engine.seen]
+    shown = [[int(i[1:]) for i in r.question.ids] for r in engine.seen]
     assert sum(ids == sorted(ids, reverse=True) for ids in shown) == second_asks  # 4 + 2 + 1 groups for "all"
 
 
@@ -294,9 +293,9 @@ def test_agreement_eliminates_what_both_asks_name_and_settles_the_dispute(script
     best, second, third, *worst = ideal(6)
 
     def reply(request):
-        ids = request.meta["ids"]
-        if ids == [f"d{i}" for i in range(5, -1, -1)]:  # the reversed ask slips: names the best
-            named = [request.meta["labels"][ids.index(f"d{p}")] for p in [*worst, best]]
+        ids = request.question.ids
+        if ids == tuple(f"d{i}" for i in range(5, -1, -1)):  # the reversed ask slips: names the best
+            named = [request.question.labels[ids.index(f"d{p}")] for p in [*worst, best]]
             return "</think>\n<answer>" + "\n".join(named) + "</answer>"
         return judge(request)
 
@@ -305,7 +304,7 @@ def test_agreement_eliminates_what_both_asks_name_and_settles_the_dispute(script
     ranking = ranker.rank("q", candidates(6))
     assert engine.batch_sizes == [2, 1, 1]  # both asks together, the dispute, then the top 2's order
     dispute = engine.seen[2]
-    assert sorted(dispute.meta["ids"]) == sorted([f"d{best}", f"d{third}"]) and dispute.meta["count"] == 1
+    assert sorted(dispute.question.ids) == sorted([f"d{best}", f"d{third}"]) and dispute.question.count == 1
     assert ranking.order[:2] == [best, second] and sorted(ranking.order) == list(range(6))
 
 
@@ -314,13 +313,13 @@ def test_agreement_fallbacks_follow_the_first_stage_order_in_both_asks(scripted)
     ranker = IRanker(engine=engine, mode="tournament", group_size=10, top_k=2, agreement="final")
     ranking = ranker.rank("q", candidates(6))
     assert ranking.order == list(range(6))  # both asks fall back to the same four, so they agree
-    asked = [len(r.meta["ids"]) for r in engine.seen if r.meta["kind"] != "forced_answer"]
+    asked = [len(r.question.ids) for r in engine.seen if not r.forced]
     assert asked == [6, 6, 2] and all(step.fallback for step in ranking.trace)  # no dispute to settle
 
 
 def test_agreement_with_nothing_in_common_keeps_the_first_answer(scripted):
     def reply(request):  # names the first shown: the two asks of a pair disagree completely
-        return "</think>\n<answer>" + request.meta["labels"][0] + "</answer>"
+        return "</think>\n<answer>" + request.question.labels[0] + "</answer>"
 
     engine = scripted(reply)
     ranking = IRanker(engine=engine, mode="tournament", group_size=2, top_k=1, agreement="final").rank(

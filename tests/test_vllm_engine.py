@@ -7,6 +7,7 @@ per-test `close_all` is overridden below) and every test uses the same few confi
 from __future__ import annotations
 
 import pytest
+from helpers import QUERY, SMALL, TEXTS
 
 from r1ranker_plugins import DRanker, IRanker, SetwiseRanker, get_engine
 from r1ranker_plugins.engines import EngineError, close_all
@@ -16,18 +17,8 @@ from r1ranker_plugins.types import Request
 pytestmark = pytest.mark.vllm
 pytest.importorskip("vllm")
 
-QUERY = "how do solar panels produce electricity"
-TEXTS = [
-    "Solar panels contain photovoltaic cells that turn sunlight into electricity.",
-    "The stock market closed higher on Friday.",
-    "An inverter converts direct current into alternating current.",
-    "Bananas are rich in potassium.",
-    "Silicon releases electrons when photons strike it.",
-    "A recipe for rice with vegetables.",
-]
 # float32: vLLM's "auto" picks bfloat16 on CPU, which would not match transformers' float32
 ENGINE = {"max_model_len": 4096, "dtype": "float32"}
-SMALL = {"max_new_tokens": 8, "max_candidate_tokens": 16}
 STRATEGIES = [IRanker, DRanker, SetwiseRanker]
 
 
@@ -75,27 +66,6 @@ def requests() -> list[Request]:
     ]
 
 
-@pytest.mark.parametrize("cls", STRATEGIES)
-def test_strategy_ranks_on_vllm(tiny_model_path, cls):
-    ranker = cls(tiny_model_path, "vllm", **SMALL, **ENGINE)
-    ranking = ranker.rank(QUERY, TEXTS)
-    assert sorted(ranking.order) == list(range(len(TEXTS)))
-    assert ranking.trace and all(step.prompt and step.completion for step in ranking.trace)
-    stats = ranker.engine.stats()
-    assert stats["backend"] == "vllm" and stats["batches"] >= 1 and stats["completion_tokens"] > 0
-
-
-@pytest.mark.parametrize("cls", STRATEGIES)
-def test_rank_many_equals_one_at_a_time(tiny_model_path, cls):
-    queries = [QUERY, "potassium in fruit", "what converts current"]
-    lists = [TEXTS, TEXTS[::-1], TEXTS[1:]]
-    ranker = cls(tiny_model_path, "vllm", **SMALL, **ENGINE)
-    together = ranker.rank_many(queries, lists)
-    alone = [ranker.rank(q, c) for q, c in zip(queries, lists, strict=True)]
-    assert [r.order for r in together] == [r.order for r in alone]
-    assert [[s.completion for s in r.trace] for r in together] == [[s.completion for s in r.trace] for r in alone]
-
-
 def test_engine_output_equals_transformers(tiny_model_path, tokenizer):
     vllm_out = get_engine(tiny_model_path, "vllm", **ENGINE).generate(requests())
     hf_out = get_engine(tiny_model_path, "transformers").generate(requests())
@@ -105,14 +75,6 @@ def test_engine_output_equals_transformers(tiny_model_path, tokenizer):
     assert [c.prompt_tokens for c in vllm_out] == [c.prompt_tokens for c in hf_out] == encoded
     assert vllm_out[1].text.endswith("e") and vllm_out[1].completion_tokens < 16  # stopped, stop string kept
     assert vllm_out[3].completion_tokens == 12  # ignore_eos
-
-
-@pytest.mark.parametrize("cls", STRATEGIES)
-def test_rankings_equal_transformers(tiny_model_path, cls):
-    on_vllm = cls(tiny_model_path, "vllm", **SMALL, **ENGINE).rank(QUERY, TEXTS)
-    on_hf = cls(tiny_model_path, "transformers", **SMALL).rank(QUERY, TEXTS)
-    assert on_vllm.order == on_hf.order
-    assert [s.completion for s in on_vllm.trace] == [s.completion for s in on_hf.trace]
 
 
 def test_one_engine_per_configuration(tiny_model_path):

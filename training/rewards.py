@@ -102,18 +102,26 @@ def exclusion_score(text: str, gt: str, candidates: Sequence[str]) -> float:
     return 0.0 if candidates[match.index] == gt else 1.0
 
 
-def exclusion_reward(
-    prompts: Sequence[Any] | None = None,
-    completions: Sequence[Any] = (),
-    *,
-    gt: Sequence[str],
-    candidates: Sequence[Sequence[str]],
-    **_: Any,
-) -> list[float]:
-    """IRanker exclusion reward per rollout (see `exclusion_score`); add the format terms beside it."""
-    return [
-        exclusion_score(completion_text(c), g, labels) for c, g, labels in zip(completions, gt, candidates, strict=True)
-    ]
+def _per_rollout(score: Callable[[str, str, Sequence[str]], float], doc: str) -> RewardFunction:
+    """A TRL reward callable applying `score(completion text, gt, candidate labels)` to each rollout."""
+
+    def reward(
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] = (),
+        *,
+        gt: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        **_: Any,
+    ) -> list[float]:
+        return [score(completion_text(c), g, labels) for c, g, labels in zip(completions, gt, candidates, strict=True)]
+
+    reward.__doc__ = doc
+    return reward
+
+
+exclusion_reward = _per_rollout(
+    exclusion_score, "IRanker exclusion reward per rollout (see `exclusion_score`); add the format terms beside it."
+)
 
 
 def ranking_score(text: str, gt: str, candidates: Sequence[str], *, numbered: bool, k: int = 20) -> float:
@@ -185,19 +193,10 @@ def upstream_ranking_score(text: str, gt: str, candidates: Sequence[str]) -> flo
     return ndcg + len(set(ranked)) / len(set(candidates)) - 1.0
 
 
-def upstream_ranking_reward(
-    prompts: Sequence[Any] | None = None,
-    completions: Sequence[Any] = (),
-    *,
-    gt: Sequence[str],
-    candidates: Sequence[Sequence[str]],
-    **_: Any,
-) -> list[float]:
-    """Opt-in reproduction of upstream's DRanker reward (see `upstream_ranking_score`), to compare runs."""
-    return [
-        upstream_ranking_score(completion_text(c), g, labels)
-        for c, g, labels in zip(completions, gt, candidates, strict=True)
-    ]
+upstream_ranking_reward = _per_rollout(
+    upstream_ranking_score,
+    "Opt-in reproduction of upstream's DRanker reward (see `upstream_ranking_score`), to compare runs.",
+)
 
 
 def setwise_score(text: str, gt: str, candidates: Sequence[str]) -> float:

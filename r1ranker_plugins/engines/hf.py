@@ -9,60 +9,48 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from ..settings import Checked, option
 from ..types import Completion, Request
-from .base import Engine, EngineError, first_line, prompt_ids, resolve_model_path
+from .base import Engine, EngineError, first_line, prompt_ids
+
+
+@dataclass
+class TransformersOptions(Checked):
+    """Engine options of the transformers backend."""
+
+    dtype: str = option("auto", "weights' dtype: auto, float32, bfloat16 or float16")
+    revision: str | None = option(None, "model revision on the Hub (branch, tag or commit)")
+    lora: str | None = option(None, "LoRA adapter (hub id or path), merged into the weights")
+    device: str | None = option(None, "torch device, e.g. cuda:0 (default: the CPU)")
+    max_batch_size: int = option(32, "sequences per generate call at most", minimum=1)
+    max_batch_tokens: int = option(65536, "padded tokens per generate call at most", minimum=1)
+    trust_remote_code: bool = option(False, "run code shipped with the model (off unless asked)")
+    seed: int = option(0, "sampling seed")
 
 
 class TransformersEngine(Engine):
     backend = "transformers"
+    Options = TransformersOptions
+    libraries = ("torch", "transformers")
+    loads_weights = True
+    config: TransformersOptions
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        dtype: str = "auto",
-        revision: str | None = None,
-        lora: str | None = None,
-        device: str | None = None,
-        max_batch_size: int = 32,
-        max_batch_tokens: int = 65536,
-        trust_remote_code: bool = False,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(resolve_model_path(model), dtype=dtype, revision=revision, lora=lora)
-        self.dtype = dtype
-        self.revision = revision
-        self.lora = lora
-        self.device = device
-        self.max_batch_size = max_batch_size
-        self.max_batch_tokens = max_batch_tokens
-        self.trust_remote_code = trust_remote_code
-        self.seed = seed
+    def __init__(self, model: str, **options: Any) -> None:
+        """`options`: see `TransformersOptions`."""
+        super().__init__(model, **options)
         self._model = None
-        self._tokenizer = None
         self._context_length: int | None = None
         self._lock = threading.RLock()
 
-    @property
-    def tokenizer(self) -> Any:
-        with self._lock:
-            if self._tokenizer is None:
-                from transformers import AutoTokenizer
-
-                try:
-                    self._tokenizer = AutoTokenizer.from_pretrained(
-                        self.model,
-                        revision=self.revision,
-                        trust_remote_code=self.trust_remote_code,
-                    )
-                except (OSError, ValueError) as error:  # transformers 5 raises both
-                    raise EngineError(f"cannot load the tokenizer of {self.model!r}: {first_line(error)}") from error
-                self._tokenizer.padding_side = "left"
-                if self._tokenizer.pad_token is None:
-                    self._tokenizer.pad_token = self._tokenizer.eos_token
-            return self._tokenizer
+    def _load_tokenizer(self) -> Any:
+        tokenizer = super()._load_tokenizer()
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
 
     @property
     def context_length(self) -> int | None:
@@ -71,7 +59,7 @@ class TransformersEngine(Engine):
 
             try:
                 config = AutoConfig.from_pretrained(
-                    self.model, revision=self.revision, trust_remote_code=self.trust_remote_code
+                    self.model, revision=self.config.revision, trust_remote_code=self.config.trust_remote_code
                 )
             except (OSError, ValueError) as error:
                 raise EngineError(f"cannot load the config of {self.model!r}: {first_line(error)}") from error
@@ -87,21 +75,25 @@ class TransformersEngine(Engine):
                 try:
                     model = AutoModelForCausalLM.from_pretrained(
                         self.model,
-                        revision=self.revision,
-                        dtype=self.dtype if self.dtype == "auto" else getattr(torch, self.dtype),
-                        trust_remote_code=self.trust_remote_code,
+                        revision=self.config.revision,
+                        dtype=self.config.dtype if self.config.dtype == "auto" else getattr(torch, self.config.dtype),
+                        trust_remote_code=self.config.trust_remote_code,
                     )
                 except (OSError, ValueError) as error:
                     raise EngineError(f"cannot load model {self.model!r}: {first_line(error)}") from error
-                if self.lora:
+                if self.config.lora:
                     from peft import PeftModel
 
-                    model = PeftModel.from_pretrained(model, self.lora).merge_and_unload()
-                if self.device:
-                    model = model.to(self.device)
+                    model = PeftModel.from_pretrained(model, self.config.lora).merge_and_unload()
+                if self.config.device:
+                    model = model.to(self.config.device)
                 self._model = model.eval()
                 self.count(model_loads=1)
             return self._model
+
+    def load(self) -> None:
+        self._load()
+        self.tokenizer  # noqa: B018
 
     def close(self) -> None:
         with self._lock:
@@ -130,7 +122,8 @@ class TransformersEngine(Engine):
         for i in order:
             longest = max(len(encoded[i]), *(len(encoded[j]) for j in chunk)) if chunk else len(encoded[i])
             if chunk and (
-                len(chunk) >= self.max_batch_size or (len(chunk) + 1) * (longest + max_tokens) > self.max_batch_tokens
+                len(chunk) >= self.config.max_batch_size
+                or (len(chunk) + 1) * (longest + max_tokens) > self.config.max_batch_tokens
             ):
                 yield chunk
                 chunk = []
@@ -160,7 +153,7 @@ class TransformersEngine(Engine):
         elif stop:  # a real model goes on after `</answer>` unless told to stop
             options["stopping_criteria"] = [_StopStrings(tokenizer, stop, width)]
         if temperature > 0:
-            torch.manual_seed(self.seed)
+            torch.manual_seed(self.config.seed)
             options["temperature"] = temperature
         else:  # silence generation_config's sampling defaults under greedy decoding
             options.update(temperature=None, top_p=None, top_k=None)

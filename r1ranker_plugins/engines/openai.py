@@ -17,10 +17,12 @@ import random
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from ..settings import Checked, option
 from ..types import Completion, Request
-from .base import Engine, EngineError, prompt_ids
+from .base import Engine, EngineError, load_tokenizer, prompt_ids
 from .vllm import full_text
 
 PREFIX_METRICS = {
@@ -33,6 +35,19 @@ class _Retry(Exception):
     """A failure worth another attempt: connection errors, timeouts, HTTP 429 and 5xx."""
 
 
+@dataclass
+class OpenAIOptions(Checked):
+    """Engine options of the openai backend (an OpenAI-compatible server such as `vllm serve`)."""
+
+    base_url: str | None = option(None, "the server's API root, e.g. http://localhost:8000/v1 (required)")
+    api_key: str | None = option(None, "bearer key (default: $OPENAI_API_KEY)")
+    tokenizer: str | None = option(None, "hub id or path of the served model's tokenizer (default: the model)")
+    max_concurrency: int = option(64, "requests in flight at most", minimum=1)
+    timeout: float = option(60.0, "seconds per request", minimum=0.001)
+    max_retries: int = option(4, "retries of a failed request (connection errors, timeouts, 429, 5xx)", minimum=0)
+    backoff: float = option(0.5, "first retry delay in seconds; doubles each retry", minimum=0.0)
+
+
 class OpenAIEngine(Engine):
     """Sends prompts to a running server; the local tokenizer only truncates and formats.
 
@@ -41,29 +56,19 @@ class OpenAIEngine(Engine):
 
     backend = "openai"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str,
-        api_key: str | None = None,
-        tokenizer: str | None = None,
-        max_concurrency: int = 64,
-        timeout: float = 60.0,
-        max_retries: int = 4,
-        backoff: float = 0.5,
-    ) -> None:
-        super().__init__(model, base_url=base_url, tokenizer=tokenizer)
-        if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
-            raise ValueError("need max_concurrency >= 1, max_retries >= 0 and timeout > 0")
-        self.base_url = base_url.rstrip("/")
-        self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
-        self.tokenizer_name = tokenizer or model
-        self.max_concurrency = max_concurrency
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self._tokenizer: Any = None
+    Options = OpenAIOptions
+    libraries = ("httpx", "transformers")
+    config: OpenAIOptions
+
+    def __init__(self, model: str, **options: Any) -> None:
+        """`options`: see `OpenAIOptions`."""
+        super().__init__(model, **options)
+        config = self.config
+        if not config.base_url:
+            raise ValueError("the openai backend needs base_url (--base-url), e.g. http://localhost:8000/v1")
+        self.base_url = config.base_url.rstrip("/")
+        self.api_key = config.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self.tokenizer_name = config.tokenizer or model
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -71,20 +76,8 @@ class OpenAIEngine(Engine):
         self._clients: dict[int, tuple[asyncio.AbstractEventLoop, Any, asyncio.Semaphore]] = {}
         self._baseline: dict[str, float] | None = None
 
-    @property
-    def tokenizer(self) -> Any:
-        with self._lock:
-            if self._tokenizer is None:
-                from transformers import AutoTokenizer
-
-                try:
-                    self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
-                except (OSError, ValueError) as error:  # transformers 5 raises both
-                    raise EngineError(
-                        f"cannot load the tokenizer {self.tokenizer_name!r} for {self.base_url} "
-                        f"(pass tokenizer=...): {str(error).strip().splitlines()[0]}"
-                    ) from error
-            return self._tokenizer
+    def _load_tokenizer(self) -> Any:
+        return load_tokenizer(self.tokenizer_name, hint=f" for {self.base_url} (pass tokenizer=...)")
 
     # -- generation ----------------------------------------------------------------------
     def _generate(self, requests: Sequence[Request]) -> list[Completion]:
@@ -95,6 +88,9 @@ class OpenAIEngine(Engine):
                 self._thread.start()
             loop = self._loop
         return asyncio.run_coroutine_threadsafe(self._complete_all(requests), loop).result()
+
+    def calling(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()  # no batcher: the server batches what arrives together
 
     async def agenerate(self, requests: Sequence[Request]) -> list[Completion]:
         """Concurrent callers' requests go straight to the server, which batches them."""
@@ -140,11 +136,11 @@ class OpenAIEngine(Engine):
             payload["stop"] = list(request.stop)
         if request.ignore_eos:
             payload["ignore_eos"] = True
-        attempts = self.max_retries + 1
+        attempts = self.config.max_retries + 1
         last = ""
         for attempt in range(attempts):
             if attempt:
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1) * (1 + random.random()))
+                await asyncio.sleep(self.config.backoff * 2 ** (attempt - 1) * (1 + random.random()))
             try:
                 async with semaphore:
                     response = await client.post("/completions", json=payload)
@@ -174,12 +170,13 @@ class OpenAIEngine(Engine):
                 client = httpx.AsyncClient(
                     base_url=self.base_url,
                     headers={"Authorization": f"Bearer {self.api_key}"},
-                    timeout=self.timeout,
+                    timeout=self.config.timeout,
                     limits=httpx.Limits(
-                        max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+                        max_connections=self.config.max_concurrency,
+                        max_keepalive_connections=self.config.max_concurrency,
                     ),
                 )
-                entry = self._clients[id(loop)] = (loop, client, asyncio.Semaphore(self.max_concurrency))
+                entry = self._clients[id(loop)] = (loop, client, asyncio.Semaphore(self.config.max_concurrency))
         return entry[1], entry[2]
 
     # -- stats and shutdown ----------------------------------------------------------------
@@ -225,7 +222,7 @@ class OpenAIEngine(Engine):
 
         url = f"{self._server_root()}/reset_prefix_cache"
         try:
-            response = httpx.post(url, timeout=self.timeout)
+            response = httpx.post(url, timeout=self.config.timeout)
         except httpx.HTTPError as error:
             raise EngineError(f"cannot reset the prefix cache at {url}: {error!r}") from error
         if response.status_code == 404:

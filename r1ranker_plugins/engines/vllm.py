@@ -8,73 +8,64 @@ tokens the model saw and wrote, the whole original prompt and reasoning).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from ..settings import Checked, option
 from ..types import Completion, Request
-from .base import Engine, EngineError, first_line, prompt_ids, resolve_model_path
+from .base import Engine, EngineError, first_line, prompt_ids
+
+
+@dataclass
+class VLLMOptions(Checked):
+    """Engine options of the vllm backend (in-process `vllm.LLM`)."""
+
+    dtype: str = option("auto", "weights' dtype: auto, float32, bfloat16 or float16")
+    revision: str | None = option(None, "model revision on the Hub (branch, tag or commit)")
+    max_model_len: int | None = option(None, "context length (default: the model's)", minimum=1)
+    gpu_memory_utilization: float | None = option(
+        None, "share of GPU memory to use (vLLM's default 0.9); on a CPU, the share of RAM to reserve", minimum=0.0
+    )
+    kv_cache_memory_bytes: int | None = option(None, "KV cache size in bytes (CPU default: 1 GiB)", minimum=1)
+    tensor_parallel_size: int = option(1, "GPUs to shard the model over", minimum=1)
+    kv_cache_dtype: str = option("auto", "KV cache dtype, e.g. fp8 (on a CPU: needs AVX-512 or AMX)")
+    lora: str | None = option(None, "LoRA adapter (hub id or path), served through LoRARequest")
+    max_lora_rank: int = option(64, "largest LoRA rank to serve", minimum=1)
+    enable_prefix_caching: bool = option(True, "reuse the KV cache of shared prompt prefixes")
+    enforce_eager: bool = option(False, "skip graph compilation: faster start, slower generation")
+    max_num_seqs: int | None = option(None, "sequences in flight at most (vLLM's default)", minimum=1)
+    seed: int = option(0, "sampling seed")
+    trust_remote_code: bool = option(False, "run code shipped with the model (off unless asked)")
+    vllm_kwargs: dict[str, Any] = option({}, "any other vllm.LLM argument, as a JSON object")
 
 
 class VLLMEngine(Engine):
     """One lazily built `vllm.LLM` per engine; generation is serialised (LLM is not thread-safe)."""
 
     backend = "vllm"
+    Options = VLLMOptions
+    libraries = ("vllm", "transformers")
+    loads_weights = True
+    config: VLLMOptions
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        dtype: str = "auto",
-        revision: str | None = None,
-        max_model_len: int | None = None,
-        gpu_memory_utilization: float | None = None,
-        tensor_parallel_size: int = 1,
-        lora: str | None = None,
-        max_lora_rank: int = 64,
-        enable_prefix_caching: bool = True,
-        seed: int = 0,
-        trust_remote_code: bool = False,
-        **llm_kwargs: Any,
-    ) -> None:
-        super().__init__(resolve_model_path(model), dtype=dtype, revision=revision, lora=lora, **llm_kwargs)
-        self.revision = revision
-        self.lora = lora
-        self.trust_remote_code = trust_remote_code
-        self.llm_args: dict[str, Any] = {
-            "dtype": dtype,
-            "revision": revision,
-            "max_model_len": max_model_len,
-            "gpu_memory_utilization": gpu_memory_utilization,  # None: vLLM's default (0.9)
-            "tensor_parallel_size": tensor_parallel_size,
-            "enable_prefix_caching": enable_prefix_caching,
-            "seed": seed,
-            "trust_remote_code": trust_remote_code,
-            **llm_kwargs,
+    def __init__(self, model: str, **options: Any) -> None:
+        """`options`: see `VLLMOptions`."""
+        super().__init__(model, **options)
+        config = self.config
+        llm_args = {
+            k: v for k, v in dataclasses.asdict(config).items() if k not in ("lora", "max_lora_rank", "vllm_kwargs")
         }
-        if lora:
-            self.llm_args.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
+        self.llm_args: dict[str, Any] = {**llm_args, **config.vllm_kwargs}
+        if config.lora:
+            self.llm_args.update(enable_lora=True, max_lora_rank=config.max_lora_rank, max_loras=1)
         self._llm: Any = None
         self._lora_request: Any = None
-        self._tokenizer: Any = None
         self._lock = threading.RLock()
-
-    @property
-    def tokenizer(self) -> Any:
-        """Loaded on its own, so prompt building and truncation never wait for the weights."""
-        with self._lock:
-            if self._tokenizer is None:
-                from transformers import AutoTokenizer
-
-                try:
-                    self._tokenizer = AutoTokenizer.from_pretrained(
-                        self.model, revision=self.revision, trust_remote_code=self.trust_remote_code
-                    )
-                except (OSError, ValueError) as error:  # transformers 5 raises both
-                    raise EngineError(f"cannot load the tokenizer of {self.model!r}: {first_line(error)}") from error
-            return self._tokenizer
 
     @property
     def context_length(self) -> int | None:
@@ -94,8 +85,8 @@ class VLLMEngine(Engine):
                 except Exception as error:  # vLLM raises many types for a bad model or config
                     raise EngineError(f"cannot start vLLM for model {self.model!r}: {first_line(error)}") from error
                 _track(self._llm, in_process=_in_process())
-                if self.lora:
-                    self._lora_request = LoRARequest("r1ranker-lora", 1, self.lora)
+                if self.config.lora:
+                    self._lora_request = LoRARequest("r1ranker-lora", 1, self.config.lora)
                 self.count(model_loads=1)
             return self._llm
 
@@ -162,6 +153,9 @@ class VLLMEngine(Engine):
         with self._lock:
             if self._llm is not None:
                 self._llm.reset_prefix_cache()
+
+    def load(self) -> None:
+        self._load()
 
     def close(self) -> None:
         with self._lock:

@@ -1,4 +1,5 @@
-"""A real vLLM OpenAI-compatible server on 127.0.0.1, for the tests that talk to one."""
+"""What several test modules share: a small ranking example, and a real vLLM OpenAI-compatible server
+on 127.0.0.1 for the tests that talk to one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+
+QUERY = "how do solar panels produce electricity"
+TEXTS = [
+    "Solar panels contain photovoltaic cells that turn sunlight into electricity.",
+    "The stock market closed higher on Friday.",
+    "An inverter converts direct current into alternating current.",
+    "Bananas are rich in potassium.",
+    "Silicon releases electrons when photons strike it.",
+    "A recipe for rice with vegetables.",
+]
+SMALL = {"max_new_tokens": 8, "max_candidate_tokens": 16}  # budgets for the tiny model: fast, and always forced
 
 
 def free_port() -> int:
