@@ -25,6 +25,7 @@ from . import STRATEGIES, DRanker, IRanker, SetwiseRanker, make_ranker
 from .engines import EngineError
 from .evaluation import REFERENCES, compare, evaluate
 from .ranker import Ranker
+from .ray_jobs import add_ray_flags
 from .runs import (
     QueryRun,
     RunWriter,
@@ -35,6 +36,7 @@ from .runs import (
     read_topics,
     runs_from_trec,
 )
+from .serve import add_serve_command
 from .settings import add_ranker_flags, options_from_args
 from .training import add_training_commands
 from .types import Candidate, Ranking
@@ -111,9 +113,17 @@ def cmd_rerank(args: argparse.Namespace) -> int:
         if writer.done:
             say(f"resuming: {len(writer.done)} of {len(runs)} queries already complete in {args.output}")
         todo = [r for r in runs if r.qid not in writer.done]
-        if todo:
-            load_model(ranker)
         try:
+            if args.ray:  # replicas on a Ray cluster, each with its own engine (the ray extra)
+                from .ray_jobs import rerank_on_ray
+
+                summary = rerank_on_ray(
+                    todo, options_from_args(args), args, lambda qid, r: writer.write(qid, r, trace_of(r))
+                )
+                say(json.dumps({"queries": len(runs), "output": str(args.output), **summary}))
+                return 0
+            if todo:
+                load_model(ranker)
             ranker.rank_many(
                 [r.query for r in todo],
                 [r.candidates for r in todo],
@@ -298,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--run-tag", help="TREC run tag (default: r1ranker-STRATEGY)")
     add_ranker_flags(rerank)
     add_job_flags(rerank)
+    add_ray_flags(rerank)
     rerank.set_defaults(func=cmd_rerank)
 
     add_eval_commands(sub)
@@ -325,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--path", help="where to build it (default: the cache, or $R1RANKER_SMALL_MODEL / _TINY_MODEL)")
     model.set_defaults(func=cmd_model)
+    add_serve_command(sub)
     add_training_commands(sub)
     return parser
 
