@@ -1,299 +1,275 @@
-"""Evidence that training works: the exclusion reward of a small model on held-out IRanker cases,
-before training, after an SFT warm start and after GRPO, against the random-choice expectation.
+"""Does training make a real model a better ranker? SmolLM2-135M-Instruct before and after a recipe,
+on held-out sets of three domains, paired query by query with bootstrap intervals.
 
-Task: Router-Performance from LLMRouter (default `--builder router-performance`): name an LLM that
-is not the best one for the question. The model has the tiny test model's 2 layers and tokenizer at
-twice its width (128, `--width`), fresh weights at the usual initialisation (std 0.02), and every
-answer label (each LLM's name) added to the tokenizer as one token (`--labels-as-tokens`, on by
-default): a real tokenizer spells a model name in a few common tokens that a pretrained reader
-copies from the prompt, while this model has never read anything, and learning to spell 10-25
-pieces of a toy BPE would hide what is measured here. It cannot read a question either, but which
-LLMs are rarely the best is learnable from the names, as a real ranker's prior, and so is which
-names the prompt lists. The warm start (`sft.eliminate: prior`) names the non-relevant candidate
-least often relevant in the training examples (` </think>\n<answer>NAME</answer>`); GRPO then trains
-on the exclusion reward through the real `r1ranker train` code path (`training.trainer.train`).
-Held-out cases come from the test split (questions never seen in training), measured two ways:
+    python benchmarks/learning.py --config training/configs/smollm2-iranker.yaml --out runs/learning
 
-- greedy answers through the package's transformers engine, scored with
-  `rewards.exclusion_reward` (an answer that is not exactly a candidate's name scores -0.5);
-- the most likely candidate (`likelihood_choice`, lm-evaluation-harness's multiple-choice
-  protocol): what the model prefers to eliminate, always a valid answer.
+1. Train the recipe (`r1ranker train`'s code) into OUT/train, or take `--checkpoint DIR` as trained.
+2. Evaluate the zero-shot model and the trained one with IRanker (the paper's loop, through
+   `r1ranker eval`'s `evaluate`, into OUT/eval/MODEL-SET): passages (DL20, NovelEval, a fixed
+   SciFact sample: NDCG@10 of the full ranking at depth 20), routing (Router-Performance test:
+   NDCG@1 and MRR of the best LLM) and recommendation (Rec-Movie test users: MRR of the next movie),
+   with how often the model's own answer was usable. Content-blind references: the order of the
+   LLMs by training accuracy, movies by training popularity, and the random expectation.
+3. The curve: every checkpoint the recipe saved, and the zero-shot model, scored on held-out single
+   elimination steps (the exclusion reward of the greedy answer, forced answers not allowed).
+4. Paired differences (trained - zero-shot) per query with 95% bootstrap intervals.
 
-Two content-blind references: random choice (a pool of k+1 candidates with one relevant gives
-reward 1 with probability k/(k+1), so its expectation is the mean of k/(k+1) over the cases), and
-the prior rule (name the shown candidate least often relevant in the training examples).
-
-    python benchmarks/learning.py --out learning.json     # also writes learning.png
+Prints JSON rows and a table; writes OUT/learning.json, OUT/learning.md and OUT/learning.png.
+Every step resumes where it stopped (a re-run only scores).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import statistics
 import sys
-import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from r1ranker_plugins.engines import close_all, get_engine
-from r1ranker_plugins.training.data import (
-    DataConfig,
-    build_examples,
-    least_often_relevant,
-    load_evalsets,
-    relevance_prior,
-)
-from r1ranker_plugins.training.rewards import exclusion_reward, format_reward
-from r1ranker_plugins.training.trainer import SftSection, TrainConfig, resolve_model, train
+from r1ranker_plugins import IRanker, get_engine
+from r1ranker_plugins.datasets import EvalSet, build_passage_n, load_dataset, select, split_of
+from r1ranker_plugins.engines import close_all
+from r1ranker_plugins.evaluation import evaluate
+from r1ranker_plugins.metrics import single_relevant_metrics
+from r1ranker_plugins.runs import data_dir
+from r1ranker_plugins.testing import model_description
+from r1ranker_plugins.training.data import DataConfig, build_examples, held_out_keys
+from r1ranker_plugins.training.rewards import exclusion_reward
+from r1ranker_plugins.training.trainer import load_config, resolve_model, train
 from r1ranker_plugins.types import Request
 
-
-def random_expectation(examples: list[dict[str, Any]]) -> float:
-    """Mean over cases of P(a uniformly random candidate is not the relevant one) = k/(k+1)."""
-    return sum(1 - 1 / len(e["candidates"]) for e in examples) / len(examples)
-
-
-def prior_rule(examples: list[dict[str, Any]], prior: dict[str, float]) -> float:
-    """Exclusion reward of naming the shown candidate least often relevant in training."""
-    chosen = [least_often_relevant(e["candidates"], prior) for e in examples]
-    return sum(c != e["gt"] for c, e in zip(chosen, examples, strict=True)) / len(examples)
-
-
-def reader_model(labels: list[str], path: Path, seed: int, labels_as_tokens: bool, width: int) -> str:
-    """The benchmark's model: the tiny test model's 2 layers and tokenizer (each answer label one
-    more token if `labels_as_tokens`), `width` wide with heads of 32, and fresh weights at std 0.02.
-    (The test model's std 0.5 keeps greedy decoding batch-invariant for tests but saturates
-    attention, which slows learning.)"""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-    tiny = resolve_model("tiny")
-    tokenizer = AutoTokenizer.from_pretrained(tiny)
-    if labels_as_tokens:
-        tokenizer.add_tokens(sorted(labels))
-    config = AutoConfig.from_pretrained(tiny)
-    config.vocab_size = -(-len(tokenizer) // 64) * 64
-    config.initializer_range = 0.02
-    config.hidden_size, config.intermediate_size, config.num_attention_heads = width, 2 * width, width // 32
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config).to(torch.float32)
-    model.generation_config = GenerationConfig.from_pretrained(tiny)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+# (name, set, sample, primary metric): what "a better ranker" is measured on, per domain
+HELD_OUT = [
+    ("dl20", "passage", None, "NDCG@10"),
+    ("noveleval", "passage", None, "NDCG@10"),
+    ("scifact", "passage", 30, "NDCG@10"),
+    ("router-performance", "routing", 80, "NDCG@1"),
+    ("rec-movie", "recommendation", 80, "MRRx100"),
+]
+SETTINGS = {"depth": 20, "max_new_tokens": 64, "max_candidate_tokens": 48, "max_query_tokens": 96}
 
 
-def held_out_reward(model: str, examples: list[dict[str, Any]], max_tokens: int) -> dict[str, float]:
-    """Greedy answers of `model` on the cases, scored with the training rewards; and the reward of
-    the candidate it finds most likely (`likelihood_choice`)."""
-    engine = get_engine(model, "transformers")
-    requests = [Request(e["prompt"], max_tokens, 0.0, ("</answer>",)) for e in examples]
-    texts = [c.text for c in engine.generate(requests)]
+def evalset(name: str, sample: int | None) -> EvalSet:
+    return select(load_dataset(name), sample=sample, seed=0)
+
+
+def references(evalsets: dict[str, EvalSet]) -> dict[str, dict[str, Any]]:
+    """Content-blind orders, learned from the training splits only: the LLMs by their mean quality on
+    LLMRouter's training questions, the movies by how many training users rated them; and random."""
+    held_out = held_out_keys(["router-performance"])
+    train = [q for q in load_dataset("router-performance", split="train").queries if q.query not in held_out]
+    quality: Counter[str] = Counter()
+    for query in train:
+        for candidate in query.candidates:
+            quality[candidate.id] += candidate.metadata["quality"] / len(train)
+    popularity: Counter[str] = Counter()
+    with open(data_dir() / "rec" / "ml-100k" / "ml-100k.inter", encoding="utf-8") as lines:
+        next(lines)
+        for line in lines:
+            user, item, *_ = line.split("\t")
+            if split_of(f"user-{user}") == "train":
+                popularity[item] += 1
+    out: dict[str, dict[str, Any]] = {}
+    for name, scores, ks in (("router-performance", quality, (1, 5)), ("rec-movie", popularity, (10,))):
+        rows = []
+        for query in evalsets[name].queries:
+            order = [c.id for c in sorted(query.candidates, key=lambda c: -scores[c.id])]
+            rows.append(single_relevant_metrics(order.index(query.target) + 1, ks))
+        n = len(evalsets[name].queries[0].candidates)
+        out[name] = {
+            "content-blind": {key: statistics.mean(r[key] for r in rows) for key in rows[0]},
+            "random": {"MRRx100": 100 * sum(1 / i for i in range(1, n + 1)) / n, "NDCG@1": 1 / n},
+        }
+    return out
+
+
+def evaluate_model(label: str, model: str, evalsets: dict[str, EvalSet], out: Path) -> dict[str, Any]:
+    """IRanker with `model` on every held-out set; per set: per-query metrics, means, answer rates."""
+    engine = get_engine(model, "vllm", enforce_eager=True, max_model_len=4096)
+    results = {}
+    for name, task, _, _ in HELD_OUT:
+        options = {key: value for key, value in evalsets[name].options.items() if key in ("scenario", "item_type")}
+        ranker = IRanker(engine=engine, task=task, system_verb="thinks", **SETTINGS, **options)
+        report = evaluate(evalsets[name], out / f"{label}-{name}", ranker, info={"model_name": label}, progress=False)
+        results[name] = {"per_query": report["per_query"], "mean": report["mean"], "answers": report["answers"]}
+        print(f"== {label} · {name}: {json.dumps(report['mean'])}", file=sys.stderr, flush=True)
     close_all()
-    columns = {"gt": [e["gt"] for e in examples], "candidates": [e["candidates"] for e in examples]}
-    exclusion = exclusion_reward([e["prompt"] for e in examples], texts, **columns)
-    shape = format_reward([e["prompt"] for e in examples], texts)
-    valid = [(r, e) for r, e in zip(exclusion, examples, strict=True) if r >= 0]
-    return {
-        "exclusion": sum(exclusion) / len(exclusion),
-        "valid_answer": len(valid) / len(exclusion),
-        "format_ok": sum(r == 0 for r in shape) / len(shape),
-        # among valid answers: how often a non-relevant one was named, vs k/(k+1) for a content-blind choice
-        "non_relevant_among_valid": sum(r for r, _ in valid) / len(valid) if valid else 0.0,
-        "content_blind_among_valid": random_expectation([e for _, e in valid]) if valid else 0.0,
-        "exclusion_by_likelihood": likelihood_choice(model, examples),
-    }
+    return results
 
 
-def likelihood_choice(model: str, examples: list[dict[str, Any]]) -> float:
-    """Exclusion reward when the answer is the candidate label the model finds most likely.
-
-    This is lm-evaluation-harness's multiple-choice protocol (sum of the label's token
-    log-probabilities after ` </think>\n<answer>`): it asks what the model prefers to eliminate
-    whatever it can spell, so it is always a valid answer and its random-choice expectation is the
-    same as the greedy one's.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    network = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
-    rewards = []
-    for example in examples:
-        prefix = tokenizer.encode(example["prompt"] + " </think>\n<answer>", add_special_tokens=False)
-        labels = [tokenizer.encode(f"{c}</answer>", add_special_tokens=False) for c in example["candidates"]]
-        width = max(map(len, labels))
-        ids = torch.tensor([prefix + label + [0] * (width - len(label)) for label in labels])
-        with torch.no_grad():
-            logits = network(ids).logits[:, len(prefix) - 1 : -1].log_softmax(-1)
-        scores = [logits[row, range(len(label)), label].sum().item() for row, label in enumerate(labels)]
-        chosen = example["candidates"][max(range(len(labels)), key=scores.__getitem__)]
-        rewards.append(float(chosen != example["gt"]))
-    return sum(rewards) / len(rewards)
+def held_out_steps(count: int = 60) -> list[dict[str, Any]]:
+    """Single IRanker steps from the held-out test sets (never trained on): the curve's yardstick."""
+    rng = random.Random(0)
+    steps = []
+    sources = [
+        DataConfig(builder="router-performance", split="test", max_candidate_tokens=48, max_query_tokens=96),
+        DataConfig(builder="rec-movie", split="test", n=10, max_candidate_tokens=16),
+    ]
+    dl20 = build_passage_n(8, load_dataset("dl20"), split="all")
+    for source in sources:
+        steps += rng.sample(build_examples(source, "iranker", _truncated_sets(source)), count)
+    steps += rng.sample(build_examples(DataConfig(builder="dl20", n=8), "iranker", [dl20]), count)
+    return steps
 
 
-def plot(rows: list[dict[str, Any]], curve: list[dict[str, float]], references: dict[str, float], path: Path) -> None:
+def _truncated_sets(source: DataConfig) -> list[EvalSet]:
+    from transformers import AutoTokenizer
+
+    from r1ranker_plugins.training.data import load_evalsets
+
+    return load_evalsets(source, AutoTokenizer.from_pretrained(resolve_model("small")))
+
+
+def step_reward(model: str, steps: list[dict[str, Any]]) -> float:
+    """Mean exclusion reward of the greedy answers (32 tokens, no forced answer): -1 none, -0.5 no label."""
+    engine = get_engine(model, "vllm", enforce_eager=True, max_model_len=4096)
+    completions = engine.generate([Request(s["prompt"], 32, stop=("</answer>",)) for s in steps])
+    rewards = exclusion_reward(
+        completions=[c.text for c in completions],
+        gt=[s["gt"] for s in steps],
+        candidates=[s["candidates"] for s in steps],
+    )
+    close_all()
+    return statistics.mean(rewards)
+
+
+def paired(base: dict[str, dict[str, float]], trained: dict[str, dict[str, float]], metric: str) -> dict[str, float]:
+    """Mean difference (trained - base) over queries and its 95% bootstrap interval (2,000 resamples)."""
+    qids = sorted(base)
+    diffs = [trained[q][metric] - base[q][metric] for q in qids]
+    rng = random.Random(0)
+    means = sorted(statistics.mean(rng.choices(diffs, k=len(diffs))) for _ in range(2000))
+    return {"diff": statistics.mean(diffs), "low": means[49], "high": means[1949], "queries": len(diffs)}
+
+
+def curve(train_dir: Path, base: str, steps: list[dict[str, Any]], cache: Path) -> list[dict[str, Any]]:
+    """The held-out step reward of the zero-shot model, the warm start and every saved GRPO checkpoint."""
+    points = json.loads(cache.read_text()) if cache.is_file() else []
+    done = {p["checkpoint"] for p in points}
+    sft_steps = _sft_steps(train_dir)
+    checkpoints = [("zero-shot", 0, Path(base)), ("sft", sft_steps, train_dir / "sft" / "final")]
+    for path in sorted(train_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
+        checkpoints.append((path.name, sft_steps + int(path.name.split("-")[1]), path))
+    for name, step, path in checkpoints:
+        if name in done or not (path / "config.json").is_file():
+            continue
+        points.append({"checkpoint": name, "step": step, "held_out_reward": step_reward(str(path), steps)})
+        cache.write_text(json.dumps(points, indent=1))
+    return sorted(points, key=lambda p: p["step"])
+
+
+def _sft_steps(train_dir: Path) -> int:
+    state = train_dir / "sft" / "trainer_state.json"
+    return json.loads(state.read_text())["global_step"] if state.is_file() else 0
+
+
+def training_log(train_dir: Path) -> list[dict[str, Any]]:
+    """GRPO's logged mean reward per step (from the final checkpoint's training summary)."""
+    summary = train_dir / "final" / "r1ranker-training.json"
+    if not summary.is_file():
+        return []
+    sft = _sft_steps(train_dir)
+    history = json.loads(summary.read_text())["log_history"]
+    return [{"step": sft + h["step"], "reward": h["reward"]} for h in history if "reward" in h]
+
+
+def plot(log: list[dict[str, Any]], points: list[dict[str, Any]], sft_steps: int, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    stages = range(len(rows))
-    left.bar([i - 0.2 for i in stages], [r["exclusion"] for r in rows], 0.4, color="#4c72b0", label="greedy answer")
-    left.bar(
-        [i + 0.2 for i in stages],
-        [r["exclusion_by_likelihood"] for r in rows],
-        0.4,
-        color="#55a868",
-        label="most likely candidate",
-    )
-    left.set_xticks(list(stages), [r["stage"] for r in rows])
-    for (name, value), color in zip(references.items(), ("#c44e52", "#8172b2"), strict=True):
-        left.axhline(value, color=color, linestyle="--", label=f"{name.replace('_', ' ')} {value:.3f}")
-    left.set_ylabel("held-out exclusion reward")
-    left.set_ylim(-1.05, 1.05)
-    left.legend(fontsize=8, loc="lower right")
-    left.set_title("held-out cases", fontsize=9)
-    steps = [p["step"] for p in curve]
-    window = 25  # the sampled reward per step is noisy: few prompts, 8 rollouts each
-    smooth = [
-        sum(p["exclusion"] for p in curve[max(0, i - window + 1) : i + 1]) / min(i + 1, window)
-        for i in range(len(curve))
-    ]
-    right.plot(steps, [p["exclusion"] for p in curve], ".", alpha=0.25, label="GRPO rollouts (per step)")
-    right.plot(steps, smooth, label=f"moving mean ({window} steps)")
-    for (name, value), color in zip(references.items(), ("#c44e52", "#8172b2"), strict=True):
-        right.axhline(value, color=color, linestyle="--", label=name.replace("_", " "))
-    right.set_xlabel("GRPO step")
-    right.set_ylabel("train exclusion reward (sampled)")
-    right.set_ylim(-1.05, 1.05)
-    right.legend(fontsize=8)
-    right.set_title("training curve", fontsize=9)
+    figure, axes = plt.subplots(figsize=(7, 3.6))
+    if log:
+        axes.plot(
+            [r["step"] for r in log], [r["reward"] for r in log], color="#999999", lw=1, label="GRPO reward (train)"
+        )
+    axes.plot(
+        [p["step"] for p in points], [p["held_out_reward"] for p in points], "o-", color="#c44e52",
+        label="held-out step reward (greedy, no forcing)",
+    )  # fmt: skip
+    axes.axvline(sft_steps, ls=":", color="#4c72b0", label="end of the SFT warm start")
+    axes.set_xlabel("training step (SFT, then GRPO)")
+    axes.set_ylabel("exclusion reward")
+    axes.set_title("SmolLM2-135M-Instruct, IRanker steps", fontsize=9)
+    axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--builder", default="router-performance", help="r1ranker_plugins.datasets name with one relevant"
-    )
-    parser.add_argument("--sft-steps", type=int, default=600)
-    parser.add_argument("--grpo-steps", type=int, default=200)
-    parser.add_argument("--grpo-prompts", type=int, default=2, help="prompts per GRPO step")
-    parser.add_argument("--num-generations", type=int, default=8, help="GRPO rollouts per prompt")
-    parser.add_argument("--grpo-learning-rate", type=float, default=5e-4)
-    parser.add_argument("--held-out-seeds", type=int, default=3, help="test-split cases drawn with data seeds 0..N-1")
-    parser.add_argument("--held-out-cases", type=int, default=600, help="a seeded sample of the held-out cases")
-    parser.add_argument("--max-candidate-tokens", type=int, default=16, help="cut passages, or LLM descriptions")
-    parser.add_argument("--max-query-tokens", type=int, default=64)
-    parser.add_argument(
-        "--max-completion-length", type=int, default=16, help="48 with --no-labels-as-tokens: names take up to 25"
-    )
-    parser.add_argument(
-        "--labels-as-tokens", action=argparse.BooleanOptionalAction, default=True, help="one token per answer label"
-    )
-    parser.add_argument("--width", type=int, default=128, help="hidden size (the test model's is 64)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work", default="runs/learning", help="training output directory")
-    parser.add_argument("--out", default="learning.json")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    torch.set_num_threads(1)  # 2 threads on a shared 2-core machine run 10x slower
-    from transformers import AutoTokenizer
+def table(rows: list[dict[str, Any]]) -> str:
+    header = "| held-out set | metric | zero-shot | trained | paired difference [95% CI] | own answers |"
+    lines = [header, "|---|---|---|---|---|---|"]
+    for r in rows:
+        interval = f"{r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]"
+        own = f"{r['own_zero_shot']:.0%} → {r['own_trained']:.0%}"
+        means = f"{r['zero_shot']:.4f} | {r['trained']:.4f}"
+        lines.append(f"| {r['set']} ({r['queries']}) | {r['metric']} | {means} | {interval} | {own} |")
+    return "\n".join(lines) + "\n"
 
-    data = DataConfig(
-        builder=args.builder,
-        split="train",
-        seed=args.seed,
-        max_candidate_tokens=args.max_candidate_tokens,
-        max_query_tokens=args.max_query_tokens,
-    )
-    train_examples = build_examples(
-        data, "iranker", load_evalsets(data, AutoTokenizer.from_pretrained(resolve_model("tiny")))
-    )
-    prior = relevance_prior(train_examples)
-    work = Path(args.work)
-    model = reader_model(sorted(prior), work / "untrained", args.seed, args.labels_as_tokens, args.width)
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    held_out = []
-    for seed in range(args.held_out_seeds):  # same test queries, new negatives and positions: less noise
-        test = DataConfig(**{**data.__dict__, "split": "test", "seed": seed})
-        held_out += build_examples(test, "iranker", load_evalsets(test, tokenizer))
-    held_out = random.Random(args.seed).sample(held_out, min(args.held_out_cases, len(held_out)))
-    references = {"random_choice": random_expectation(held_out), "prior_rule": prior_rule(held_out, prior)}
-    config = TrainConfig(
-        model=model,
-        strategy="iranker",
-        data=data,
-        output_dir=str(work / "train"),
-        sft=SftSection(
-            examples=args.sft_steps * 8,
-            eliminate="prior",
-            trainer={
-                "max_steps": args.sft_steps,
-                "per_device_train_batch_size": 8,
-                "learning_rate": 1e-3,
-                "lr_scheduler_type": "constant_with_warmup",
-                "warmup_steps": 10,
-                "logging_steps": 10,
-                "save_strategy": "no",
-                "bf16": False,
-                "seed": args.seed,
-            },
-        ),
-        trainer={
-            "max_steps": args.grpo_steps,
-            "per_device_train_batch_size": args.grpo_prompts * args.num_generations,
-            "num_generations": args.num_generations,
-            "max_completion_length": args.max_completion_length,
-            "temperature": 1.0,
-            "learning_rate": args.grpo_learning_rate,
-            "beta": 0.001,
-            "logging_steps": 1,
-            "save_strategy": "no",
-            "bf16": False,
-            "seed": args.seed,
-        },
-    )
-    stages = [("untrained", 0, model)]
-    final = train(config)
-    stages += [
-        ("SFT", args.sft_steps, str(work / "train" / "sft" / "final")),
-        ("SFT+GRPO", args.grpo_steps, str(final)),
-    ]
-    rows = []
-    for stage, steps, checkpoint in stages:
-        rows.append(
-            {"stage": stage, "steps": steps, **held_out_reward(checkpoint, held_out, args.max_completion_length)}
-        )
-        print(json.dumps(rows[-1]), file=sys.stderr)
-    history = json.loads((final / "r1ranker-training.json").read_text(encoding="utf-8"))["log_history"]
-    curve = [
-        {"step": h["step"], "exclusion": h["rewards/exclusion_reward/mean"]}
-        for h in history
-        if "rewards/exclusion_reward/mean" in h
-    ]
-    report = {
-        "builder": args.builder,
-        "model": f"Qwen2, 2 layers of width {args.width}, fresh weights"
-        + (", answer labels as single tokens" if args.labels_as_tokens else ""),
-        "train_cases": len(train_examples),
-        "held_out_cases": len(held_out),
-        **references,
-        "stages": rows,
-        "grpo_curve": curve,
-        "minutes": round((time.perf_counter() - started) / 60, 2),
-        "command": " ".join(["python", "benchmarks/learning.py", *(argv if argv is not None else sys.argv[1:])]),
-    }
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="training/configs/smollm2-iranker.yaml", help="the training recipe")
+    parser.add_argument("--checkpoint", help="an already trained model to evaluate instead of training")
+    parser.add_argument("--out", default="runs/learning", help="directory of the run, evaluations and report")
+    args = parser.parse_args()
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries the JSON
     out = Path(args.out)
-    out.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    plot(rows, curve, references, out.with_suffix(".png"))
-    print(json.dumps({k: v for k, v in report.items() if k != "grpo_curve"}, indent=1))
+    config = load_config(args.config)
+    base = resolve_model(config.model)
+    train_dir = out / "train"
+    trained = args.checkpoint or str(train_dir / "final")
+    if not Path(trained, "config.json").is_file():  # train (or finish training) the recipe
+        trained = str(train(config, output_dir=train_dir, resume=_resumable(train_dir)))
+
+    evalsets = {name: evalset(name, sample) for name, _, sample, _ in HELD_OUT}
+    before = evaluate_model("zero-shot", base, evalsets, out / "eval")
+    after = evaluate_model("trained", trained, evalsets, out / "eval")
+    rows = []
+    for name, _, _, metric in HELD_OUT:
+        rows.append(
+            {
+                "set": name,
+                "metric": metric,
+                "queries": len(before[name]["per_query"]),
+                "zero_shot": before[name]["mean"][metric],
+                "trained": after[name]["mean"][metric],
+                **paired(before[name]["per_query"], after[name]["per_query"], metric),
+                "own_zero_shot": before[name]["answers"]["own_rate"],
+                "own_trained": after[name]["answers"]["own_rate"],
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    points = [] if args.checkpoint else curve(train_dir, base, held_out_steps(), out / "curve.json")
+    report = {
+        "model": model_description(base),
+        "trained": trained,
+        "config": args.config,
+        "settings": SETTINGS,
+        "rows": rows,
+        "references": references(evalsets),
+        "curve": points,
+    }
+    (out / "learning.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    text = table(rows)
+    references_text = "\n".join(f"- {name}: {json.dumps(values)}" for name, values in report["references"].items())
+    (out / "learning.md").write_text(f"{text}\nContent-blind and random references:\n{references_text}\n")
+    if points:
+        plot(training_log(train_dir), points, _sft_steps(train_dir), out / "learning.png")
+    print(text)
     return 0
+
+
+def _resumable(train_dir: Path) -> bool | None:
+    """Resume GRPO from its newest checkpoint when a previous run left one."""
+    return True if any(train_dir.glob("checkpoint-*")) else None
 
 
 if __name__ == "__main__":

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
 from r1ranker_plugins.prompts import r1_chat, setwise_messages
 from r1ranker_plugins.training.rewards import (
+    BROKEN_SHAPE,
     DEFAULT_REWARDS,
+    NO_ANSWER,
     REWARDS,
+    TAG_PENALTY,
     exclusion_reward,
     format_reward,
     ranking_reward,
@@ -195,3 +200,17 @@ def test_every_reward_returns_one_value_per_completion_and_ignores_extra_columns
 def test_unknown_reward_name():
     with pytest.raises(ValueError, match="unknown reward 'nope'"):
         reward_functions(["exclusion", "nope"])
+
+
+def test_rewards_on_recorded_smollm2_completions():
+    """SmolLM2-135M-Instruct's real zero-shot completions of training prompts (greedy, recorded in
+    tests/data): it answers in prose, outside any answer block, so every task reward is -1, the shape
+    is broken, and three of the four tags are missing (the prompt opened <think>)."""
+    samples = json.loads((Path(__file__).parent / "data" / "smollm2_zero_shot.json").read_text(encoding="utf-8"))
+    assert {s["task"] for s in samples} == {"passage", "routing", "recommendation"}
+    prompts, completions = [s["prompt"] for s in samples], [s["completion"] for s in samples]
+    columns = {"gt": [s["gt"] for s in samples], "candidates": [s["candidates"] for s in samples]}
+    assert all("<answer>" not in c for c in completions)
+    assert exclusion_reward(prompts, completions, **columns) == [NO_ANSWER] * len(samples)
+    assert format_reward(prompts, completions) == [BROKEN_SHAPE] * len(samples)
+    assert tag_count_reward(prompts, completions) == [3 * TAG_PENALTY] * len(samples)

@@ -44,7 +44,7 @@ def tiny_raw() -> dict:
     ("edit", "message"),
     [
         (lambda raw: raw.update(epochs=3), "unknown key 'epochs'"),
-        (lambda raw: raw["data"].update(builderr="x"), "data: unknown key 'builderr'"),
+        (lambda raw: raw["data"].update(builderr="x"), r"data\[0\]: unknown key 'builderr'"),
         (lambda raw: raw["trainer"].update(num_generation=4), "'num_generation' is not a GRPOConfig argument"),
         (lambda raw: raw["sft"]["trainer"].update(beta=0.1), "'beta' is not a SFTConfig argument"),
         (lambda raw: raw.update(lora={"rank": 8}), "lora: unknown key 'rank'"),

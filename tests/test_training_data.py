@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
 from r1ranker_plugins.datasets import load_dataset, split_of
 from r1ranker_plugins.engines.base import truncate_texts
 from r1ranker_plugins.iranker import IRanker
 from r1ranker_plugins.prompts import r1_chat, setwise_messages
+from r1ranker_plugins.simulated import query_key
 from r1ranker_plugins.training.data import (
     DataConfig,
     build_examples,
@@ -124,7 +128,7 @@ def test_routing_truncation_cuts_descriptions_not_names(shared_data, tokenizer, 
 def test_dataset_columns_feed_the_rewards(shared_data):
     examples = build_examples(DataConfig(builder="passage-5", limit=2), "iranker")
     dataset = to_dataset(examples)
-    assert set(dataset.column_names) == {"prompt", "gt", "candidates", "task", "task_name"}
+    assert set(dataset.column_names) == {"prompt", "gt", "candidates", "task", "task_name", "qid"}
     row = dataset[0]
     columns = {key: [row[key]] for key in ("gt", "candidates", "task")}
     for function in REWARDS.values():
@@ -178,3 +182,28 @@ def test_data_config_checks():
         DataConfig(builder="passage-5", system_verb="thought")
     with pytest.raises(ValueError, match="unknown strategy"):
         build_examples(DataConfig(builder="passage-5"), "listwise")
+
+
+def test_the_recipe_trains_on_no_query_it_is_evaluated_on(small_model_path):
+    """The split rules of training/configs/smollm2-iranker.yaml: passages from collections never
+    evaluated on, LLMRouter's train split minus the test questions it repeats, MovieLens train users;
+    no training example's query (by text: a question, or a user's history) is in a held-out test split."""
+    from transformers import AutoTokenizer
+
+    from r1ranker_plugins.training.data import held_out_keys
+    from r1ranker_plugins.training.trainer import load_config, training_examples
+
+    config = load_config(Path(__file__).resolve().parents[1] / "training/configs/smollm2-iranker.yaml")
+    assert set(config.held_out) == {"dl20", "noveleval", "scifact", "router-performance", "rec-movie"}
+    evalsets, examples = training_examples(config, AutoTokenizer.from_pretrained(small_model_path))
+    by_set = {e.options["task_name"]: e for e in evalsets}
+    assert by_set["Router-Performance"].options["held_out_dropped"] > 0  # train.json repeats test questions
+    keys = held_out_keys(config.held_out)
+    queries = {query_key(q.query) for e in evalsets for q in e.queries}
+    assert queries and not queries & keys
+    test_users = {q.qid for q in load_dataset("rec-movie", split="test").queries}
+    assert not {e["qid"] for e in examples if e["task_name"] == "Rec-Movie"} & test_users
+    assert Counter(e["task_name"] for e in examples) == {"Passage-8": 360, "Router-Performance": 180, "Rec-Movie": 180}
+    # untruncated, the training router questions still avoid every test question
+    raw = load_dataset("router-performance", split="train")
+    assert len([q for q in raw.queries if q.query in keys]) == by_set["Router-Performance"].options["held_out_dropped"]

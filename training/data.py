@@ -33,6 +33,7 @@ from r1ranker_plugins.datasets import (
 )
 from r1ranker_plugins.engines.base import truncate_text, truncate_texts
 from r1ranker_plugins.prompts import cut_candidates, r1_chat, setwise_messages
+from r1ranker_plugins.simulated import query_key
 
 STRATEGIES = ("iranker", "dranker", "setwise")
 RANKING_BENCH = "ranking-bench"
@@ -48,7 +49,8 @@ class DataConfig:
     single-relevant sets it keeps the relevant item and the first n-1 others. `split` is the
     builders' query-hashed split, so training on "train" never sees a "test" query.
     `max_candidate_tokens` / `max_query_tokens` truncate texts with the model's tokenizer, as the
-    rankers do at inference (their defaults: 256 / 128); None keeps texts whole.
+    rankers do at inference (their defaults: 256 / 128); None keeps texts whole. `examples`: at most
+    that many examples from this source, a sample drawn with the seed (a recipe mixes sources).
     """
 
     builder: str
@@ -63,6 +65,7 @@ class DataConfig:
     label_colon: bool = False
     max_candidate_tokens: int | None = None
     max_query_tokens: int | None = None
+    examples: int | None = None
 
     def __post_init__(self) -> None:
         if self.n is not None and self.n < 2:
@@ -96,10 +99,12 @@ def _truncated(query: EvalQuery, config: DataConfig, tokenizer: Any, task: str) 
     return query
 
 
-def load_evalsets(config: DataConfig, tokenizer: Any = None) -> list[EvalSet]:
+def load_evalsets(config: DataConfig, tokenizer: Any = None, held_out: set[str] = frozenset()) -> list[EvalSet]:
     """The single-relevant sets named by the config (several for a Ranking-bench task mix).
 
-    `tokenizer` (the model's) is needed when the config truncates texts.
+    `tokenizer` (the model's) is needed when the config truncates texts. Queries whose text is in
+    `held_out` (see `held_out_keys`) are removed before anything else; each set records how many
+    in `options["held_out_dropped"]`.
     """
     truncating = config.max_candidate_tokens is not None or config.max_query_tokens is not None
     if truncating and tokenizer is None:
@@ -122,6 +127,7 @@ def load_evalsets(config: DataConfig, tokenizer: Any = None) -> list[EvalSet]:
     for evalset in evalsets:
         if evalset.options.get("protocol") != "single":
             raise ValueError(f"{evalset.name} has no single relevant item per query; training needs one")
+        evalset.options["held_out_dropped"] = drop_held_out([evalset], set(held_out))
         if config.n is not None and config.builder not in TREC_SETS:
             evalset.queries = [_first_n(q, config.n) for q in evalset.queries]
         if config.limit is not None:
@@ -142,6 +148,7 @@ def _r1_examples(rows: Iterable[Mapping[str, Any]], task: str, system_verb: str)
             "candidates": list(row["candidates"]),
             "task": task,
             "task_name": row["task_name"],
+            "qid": str(row.get("qid", "")),
         }
         for row in rows
     ]
@@ -172,6 +179,7 @@ def setwise_examples(evalset: EvalSet, *, label_colon: bool = False) -> list[dic
                 "candidates": labels,
                 "task": "passage",
                 "task_name": evalset.options.get("task_name", evalset.name),
+                "qid": query.qid,
             }
         )
     return out
@@ -192,7 +200,33 @@ def build_examples(
         else:
             examples += setwise_examples(evalset, label_colon=config.label_colon)
     rng_for("training-examples", strategy, config.seed).shuffle(examples)
-    return examples
+    return examples[: config.examples] if config.examples is not None else examples
+
+
+# -- held-out sets ----------------------------------------------------------------------------------
+
+
+def held_out_keys(names: Sequence[str], *, data: str | None = None) -> set[str]:
+    """The queries no training example may come from: every query of each named set's test split
+    (a TREC-style collection is all test), keyed by text (a user's history for recommendation).
+
+    Keys are texts, not ids, so a question that two splits share (LLMRouter's train.json repeats
+    119 of its test questions) is held out wherever it appears.
+    """
+    keys: set[str] = set()
+    for name in names:
+        keys |= {query_key(q.query) for q in load_dataset(name, data=data, split="test").queries}
+    return keys
+
+
+def drop_held_out(evalsets: Sequence[EvalSet], keys: set[str]) -> int:
+    """Remove, in place, the queries whose text is held out; returns how many were removed."""
+    dropped = 0
+    for evalset in evalsets:
+        kept = [q for q in evalset.queries if query_key(q.query) not in keys]
+        dropped += len(evalset.queries) - len(kept)
+        evalset.queries = kept
+    return dropped
 
 
 def to_dataset(examples: Sequence[Mapping[str, Any]]) -> Any:
@@ -230,12 +264,13 @@ def well_formed_answer(
     example: Mapping[str, Any], strategy: str, rng: Any, prior: Mapping[str, float] | None = None
 ) -> str:
     """A correct answer from the labels: a non-relevant candidate (IRanker: at random, or with a
-    `prior` the one least often relevant), the relevant one first then the rest shuffled
-    (DRanker), or the relevant label (setwise)."""
+    `prior` the one least often relevant, for named candidates; passage labels are positions, so
+    passages always get a random one), the relevant one first then the rest shuffled (DRanker), or
+    the relevant label (setwise)."""
     gt, candidates = example["gt"], list(example["candidates"])
     others = [c for c in candidates if c != gt]
     if strategy == "iranker":
-        if prior is not None:
+        if prior is not None and example.get("task") != "passage":  # passage labels are positions, not names
             return least_often_relevant(others, prior)
         return rng.choice(others)
     if strategy == "dranker":

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from r1ranker_plugins.checkpoint import CONFIG_VERSION, PROMPT_VERSION, write_ranker_config
-from r1ranker_plugins.datasets import EvalSet
+from r1ranker_plugins.datasets import EvalSet, rng_for
 
 from .data import (
     STRATEGIES,
     DataConfig,
     build_examples,
+    held_out_keys,
     load_evalsets,
     relevance_prior,
     sft_examples,
@@ -37,7 +38,7 @@ from .data import (
 )
 from .rewards import DEFAULT_REWARDS, reward_functions
 
-TINY = "tiny"  # model value meaning `r1ranker_plugins.testing.tiny_model()`
+TINY, SMALL = "tiny", "small"  # model values meaning `r1ranker_plugins.testing.tiny_model()` / `small_model()`
 TRAINING_SUMMARY = "r1ranker-training.json"
 
 
@@ -74,12 +75,15 @@ class SftSection:
 
 @dataclass
 class TrainConfig:
-    """One training run. `trainer` holds `GRPOConfig` arguments; `rewards` names functions in
-    `rewards.REWARDS` (default: the strategy's reward plus format terms)."""
+    """One training run. `data`: one source, or a list of sources whose examples are mixed.
+    `held_out`: evaluation sets whose test queries no training example may come from (checked by
+    text, see `data.held_out_keys`). `trainer` holds `GRPOConfig` arguments; `rewards` names
+    functions in `rewards.REWARDS` (default: the strategy's reward plus format terms)."""
 
     model: str
     strategy: str
-    data: DataConfig
+    data: list[DataConfig]
+    held_out: list[str] = field(default_factory=list)
     output_dir: str = "runs/train"
     rewards: list[str] | None = None
     trainer: dict[str, Any] = field(default_factory=dict)
@@ -87,6 +91,12 @@ class TrainConfig:
     sft: SftSection | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, DataConfig):
+            self.data = [self.data]
+        if not self.data:
+            raise ValueError("data: give at least one source")
+        if len({(source.system_verb, source.label_colon) for source in self.data}) > 1:
+            raise ValueError("data: every source must use the same system_verb and label_colon (one prompt)")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.sft is not None and self.sft.eliminate != "random" and self.strategy != "iranker":
@@ -134,7 +144,9 @@ def config_from_dict(raw: Any, source: str = "config") -> TrainConfig:
     if not isinstance(raw, Mapping):
         raise ValueError(f"{source}: expected a mapping at the top level")
     values = dict(raw)
-    values["data"] = _section(DataConfig, values.get("data"), f"{source}: data")
+    sources = values.get("data")
+    sources = sources if isinstance(sources, list) else [sources]
+    values["data"] = [_section(DataConfig, raw, f"{source}: data[{i}]") for i, raw in enumerate(sources)]
     if values.get("lora") is not None:
         values["lora"] = _section(LoraSection, values["lora"], f"{source}: lora")
     if values.get("sft") is not None:
@@ -161,11 +173,10 @@ def load_config(path: str | Path) -> TrainConfig:
 
 
 def resolve_model(model: str) -> str:
-    if model == TINY:
-        from r1ranker_plugins.testing import tiny_model
+    """`tiny` and `small` name the local test models (`r1ranker_plugins.testing`); anything else is a hub id or path."""
+    from r1ranker_plugins import testing
 
-        return tiny_model()
-    return model
+    return {TINY: testing.tiny_model, SMALL: testing.small_model}.get(model, lambda: model)()
 
 
 def _peft_config(lora: LoraSection | None) -> Any:
@@ -204,9 +215,9 @@ def ranker_config(config: TrainConfig, evalsets: Sequence[EvalSet], *, adapter: 
         "adapter": adapter,
     }
     if config.strategy == "setwise":
-        out["label_colon"] = config.data.label_colon
+        out["label_colon"] = config.data[0].label_colon
     else:
-        out["system_verb"] = config.data.system_verb
+        out["system_verb"] = config.data[0].system_verb
         for key in ("scenario", "item_type"):
             values = {evalset.options[key] for evalset in evalsets if key in evalset.options}
             if len(values) == 1:
@@ -240,7 +251,7 @@ def _run_sft(config: TrainConfig, model: str, examples: list[dict[str, Any]], ou
     count = sft.examples or len(examples)
     cycled = [examples[i % len(examples)] for i in range(count)]
     prior = relevance_prior(examples) if sft.eliminate == "prior" else None
-    pairs = sft_examples(cycled, config.strategy, seed=config.data.seed, reasoning=sft.reasoning, prior=prior)
+    pairs = sft_examples(cycled, config.strategy, seed=config.data[0].seed, reasoning=sft.reasoning, prior=prior)
     # SFTConfig cuts sequences at 1024 tokens by default, from the end: a long ranking prompt would
     # lose its whole completion and the warm start would train on nothing. Keep full sequences.
     arguments = {"report_to": "none", "max_length": None, **sft.trainer}
@@ -255,6 +266,18 @@ def _run_sft(config: TrainConfig, model: str, examples: list[dict[str, Any]], ou
     trainer.train()
     _save_full(trainer, final)
     return str(final)
+
+
+def training_examples(config: TrainConfig, tokenizer: Any) -> tuple[list[EvalSet], list[dict[str, Any]]]:
+    """Every source's sets and examples, held-out queries removed, mixed in one seeded order."""
+    held_out = held_out_keys(config.held_out, data=config.data[0].data) if config.held_out else set()
+    evalsets, examples = [], []
+    for source in config.data:
+        sets = load_evalsets(source, tokenizer, held_out)
+        evalsets += sets
+        examples += build_examples(source, config.strategy, sets)
+    rng_for("training-mix", config.strategy, config.data[0].seed).shuffle(examples)
+    return evalsets, examples
 
 
 def train(config: TrainConfig, *, output_dir: str | Path | None = None, resume: str | bool | None = None) -> Path:
@@ -274,8 +297,7 @@ def train(config: TrainConfig, *, output_dir: str | Path | None = None, resume: 
     set_seed(int(arguments.get("seed", 42)))
 
     model = resolve_model(config.model)
-    evalsets = load_evalsets(config.data, AutoTokenizer.from_pretrained(model))
-    examples = build_examples(config.data, config.strategy, evalsets)
+    evalsets, examples = training_examples(config, AutoTokenizer.from_pretrained(model))
     if config.sft is not None:
         model = _run_sft(config, model, examples, out)
 
@@ -300,6 +322,7 @@ def train(config: TrainConfig, *, output_dir: str | Path | None = None, resume: 
         "config": dataclasses.asdict(config),
         "examples": len(examples),
         "task_mix": dict(Counter(example["task_name"] for example in examples)),
+        "held_out": {"sets": config.held_out, "dropped": sum(e.options.get("held_out_dropped", 0) for e in evalsets)},
         "rewards": config.reward_names,
         "global_step": trainer.state.global_step,
         "minutes": round((time.perf_counter() - started) / 60, 2),

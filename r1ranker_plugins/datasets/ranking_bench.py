@@ -44,7 +44,8 @@ def _row(evalset: EvalSet, kind: str, query: EvalQuery, items: Sequence[Candidat
     )
     labels = answer_labels(evalset.task, [c.text for c in items])
     gt = labels[[c.id for c in items].index(query.target)]
-    return {"problem": problem, "gt": gt, "candidates": labels, "task_name": evalset.options["task_name"]}
+    row = {"problem": problem, "gt": gt, "candidates": labels, "task_name": evalset.options["task_name"]}
+    return row | {"qid": query.qid}  # ours, beside Ranking-bench's four columns: which query a row came from
 
 
 def ranking_bench_rows(evalset: EvalSet, config: str = "direct", *, seed: int = 0) -> list[dict[str, Any]]:
