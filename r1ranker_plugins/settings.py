@@ -38,14 +38,19 @@ def option(default: Any = None, help: str = "", *, choices: Iterable[Any] | None
 
 
 class Checked:
-    """Mixin for settings dataclasses: check every field against its `choices` and `minimum`."""
+    """Mixin for settings dataclasses: check every field's type, `choices` and `minimum`."""
 
     def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
         for spec in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, spec.name)
             choices, minimum = spec.metadata.get("choices"), spec.metadata.get("minimum")
             if value is None:
                 continue
+            kinds = tuple(typing.get_origin(k) or k for k in typing.get_args(hints[spec.name]) or [hints[spec.name]])
+            kinds += (int,) if float in kinds else ()  # 1 is a fine float
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise ValueError(f"{spec.name} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
             if choices is not None and value not in choices:
                 raise ValueError(f"unknown {spec.name} {value!r}; expected one of {choices}")
             if minimum is not None and value < minimum:

@@ -22,6 +22,8 @@ from r1ranker_plugins.settings import add_ranker_flags, flag, option_fields, opt
         (lambda m: IRanker(m, k=3), r"'k' belongs to the setwise strategy, not iranker"),
         (lambda m: IRanker(m, group_size=1), r"group_size must be >= 2, got 1"),
         (lambda m: IRanker(m, mode="tourney"), r"unknown mode 'tourney'"),
+        (lambda m: IRanker(m, depth="20"), r"depth must be int or NoneType, got '20'"),
+        (lambda m: IRanker(m, max_batch_size=True), r"max_batch_size must be int, got True"),
         (lambda m: IRanker(m, "tgi"), r"unknown backend 'tgi'"),
         (lambda m: get_engine(m, "vllm", dtyp="float32"), r"unknown option 'dtyp' for the vllm backend.*'dtype'"),
         (lambda m: IRanker(m, "openai"), r"the openai backend needs base_url \(--base-url\)"),
