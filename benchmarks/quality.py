@@ -119,7 +119,10 @@ def main() -> int:
     parser.add_argument("--backend", default="vllm", choices=["vllm", "transformers", "openai"])
     parser.add_argument("--base-url", help="openai backend: the server's URL")
     parser.add_argument("--datasets", nargs="+", default=["dl19", "dl20", "noveleval", "scifact"])
-    parser.add_argument("--scifact-sample", type=int, default=50, help="a fixed sample of SciFact queries (seed 0)")
+    parser.add_argument(
+        "--sample", nargs="*", default=["scifact=50"], metavar="DATASET=N",
+        help="a fixed sample of N queries of DATASET (seed 0); the others are evaluated whole",
+    )  # fmt: skip
     parser.add_argument("--strategies", nargs="+", default=[*REFERENCES, *VARIANTS], choices=[*REFERENCES, *VARIANTS])
     parser.add_argument("--depth", type=int, default=20, help="rerank the first N candidates")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="generation budget per step")
@@ -127,7 +130,7 @@ def main() -> int:
     parser.add_argument("--kv-cache-gib", type=float, default=4, help="vllm: KV cache size (the CPU default is 1)")
     parser.add_argument("--out", default="runs/quality", help="directory of the eval runs and the report")
     args = parser.parse_args()
-    args.sample = {"scifact": args.scifact_sample}
+    args.sample = {name: int(count) for name, count in (item.split("=") for item in args.sample)}
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries the JSON
 

@@ -17,3 +17,13 @@ def require(module: str, extra: str) -> ModuleType:
         raise ImportError(
             f"{module} is not installed; install it with: pip install 'r1ranker-plugins[{extra}]'"
         ) from error
+
+
+def host_version(distribution: str) -> str:
+    """The installed version of a host library's distribution, for messages about its internals."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "(not installed)"

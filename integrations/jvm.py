@@ -12,6 +12,7 @@ Run any pyserini module through it, e.g. to build an index:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
 import os
@@ -20,10 +21,77 @@ import runpy
 import shutil
 import subprocess
 import sys
+from urllib.error import URLError
 
-from . import require
+from . import host_version, require
 
 _MIN_JAVA = 21
+
+# --- pyserini and pyjnius internals: the one place the pyserini adapter leans on them -----------
+# Not public API, checked by `host_problems()` (tests/test_compat.py fails naming the version):
+# - pyserini ships Anserini as `resources/jars/anserini-*-fatjar.jar` in its package and reads that
+#   folder from `$ANSERINI_CLASSPATH` when set (pyserini's own setting, honoured here too).
+# - pyjnius' `jnius_config.vm_running` and `add_classpath`: the class path is set before
+#   `import jnius` starts the JVM; pyserini sees a running JVM and keeps it.
+# - pyserini 2.4.0 downloads its prebuilt-index catalogue (JSON files on raw.githubusercontent.com)
+#   while `pyserini.search`, `pyserini.index.lucene` and `pyserini.eval.trec_eval` are imported;
+#   1.6 to 2.3 ship it in the package. 2.4.0 has no setting or cache that avoids the download, so
+#   offline it cannot be imported at all: `offline_error` says what the user must provide.
+JAR_GLOB = os.path.join("resources", "jars", "anserini-*-fatjar.jar")
+CATALOGUE_HOST = "raw.githubusercontent.com"
+
+
+def anserini_jar() -> str:
+    """The Anserini fat jar pyserini would load: `$ANSERINI_CLASSPATH` or pyserini's own copy."""
+    folder = os.environ.get("ANSERINI_CLASSPATH")
+    if folder:
+        jars = glob.glob(os.path.join(folder, "anserini-*-fatjar.jar"))
+    else:
+        spec = importlib.util.find_spec("pyserini")
+        if spec is None or spec.origin is None:
+            raise ImportError("pyserini is not installed; install it with: pip install 'r1ranker-plugins[pyserini]'")
+        folder = os.path.dirname(spec.origin)
+        jars = glob.glob(os.path.join(folder, JAR_GLOB))
+    if not jars:
+        raise FileNotFoundError(
+            f"pyserini {host_version('pyserini')}: no anserini-*-fatjar.jar in {folder} "
+            "(set ANSERINI_CLASSPATH to the folder holding it)"
+        )
+    return max(jars, key=os.path.getmtime)
+
+
+def offline_error(module: str, reason: object) -> ImportError:
+    """The error for a pyserini that needs the network to be imported, naming what to provide."""
+    return ImportError(
+        f"pyserini {host_version('pyserini')} downloads its prebuilt-index catalogue from "
+        f"https://{CATALOGUE_HOST}/castorini/prebuilt-indexes when {module} is imported, and that could "
+        f"not be reached ({reason}); pyserini has no setting or cache that avoids it. Either let Python "
+        f"reach {CATALOGUE_HOST} (directly or through $https_proxy), or install a pyserini that imports "
+        "offline: pip install 'pyserini>=2,<2.4' (Python 3.12+) or 'pyserini>=1.6,<2' (Python 3.11)"
+    )
+
+
+@contextlib.contextmanager
+def _catalogue_download(module: str):
+    """Turn pyserini 2.4's import-time download failure into `offline_error`."""
+    try:
+        yield
+    except URLError as error:
+        raise offline_error(module, error.reason) from error
+
+
+def host_problems() -> list[str]:
+    """What of the above the installed pyserini / pyjnius no longer provide (empty when all is there)."""
+    problems = []
+    jnius_config = require("jnius_config", "pyserini")
+    for name in ("vm_running", "add_classpath"):
+        if not hasattr(jnius_config, name):
+            problems.append(f"pyjnius {host_version('pyjnius')}: jnius_config.{name} is gone")
+    try:
+        anserini_jar()
+    except FileNotFoundError as error:
+        problems.append(str(error))
+    return problems
 
 
 def java_home() -> str:
@@ -49,13 +117,7 @@ def start() -> None:
     if jnius_config.vm_running:
         return
     os.environ.update(java_env())
-    spec = importlib.util.find_spec("pyserini")
-    if spec is None or spec.origin is None:
-        raise ImportError("pyserini is not installed; install it with: pip install 'r1ranker-plugins[pyserini]'")
-    jars = glob.glob(os.path.join(os.path.dirname(spec.origin), "resources", "jars", "anserini-*-fatjar.jar"))
-    if not jars:
-        raise FileNotFoundError("pyserini's Anserini jar was not found in its resources/jars folder")
-    jnius_config.add_classpath(max(jars, key=os.path.getmtime))
+    jnius_config.add_classpath(anserini_jar())
     import jnius  # noqa: F401  (importing starts the JVM)
 
 
@@ -70,7 +132,8 @@ def import_pyserini(module: str = "pyserini.search.lucene"):
     if placeholder:
         os.environ["OPENAI_API_KEY"] = "unused-by-r1ranker"
     try:
-        return require(module, "pyserini")
+        with _catalogue_download(module):
+            return require(module, "pyserini")
     finally:
         if placeholder:
             os.environ.pop("OPENAI_API_KEY", None)
@@ -96,7 +159,8 @@ def main() -> None:
     module = sys.argv[1]
     sys.argv = [module, *sys.argv[2:]]
     import_pyserini()
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    with _catalogue_download(module):
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":

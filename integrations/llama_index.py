@@ -12,13 +12,43 @@ from r1ranker_plugins import make_ranker
 from r1ranker_plugins.ranker import Ranker
 from r1ranker_plugins.types import Ranking
 
-from . import require
+from . import host_version, require
 
 _types = require("llama_index.core.postprocessor.types", "llama-index")
 _schema = require("llama_index.core.schema", "llama-index")
 _bridge = require("llama_index.core.bridge.pydantic", "llama-index")
 _instrumentation = require("llama_index.core.instrumentation", "llama-index")
 _events = require("llama_index.core.instrumentation.events.rerank", "llama-index")
+
+# --- llama-index-core internals: the one place this adapter leans on them ---------------------
+# Not public API, checked by `host_problems()` (tests/test_compat.py fails naming the version):
+# - `BaseNodePostprocessor.postprocess_nodes` / `apostprocess_nodes` call the subclass hooks
+#   `_postprocess_nodes` / `_apostprocess_nodes` (the async pair first appears in 0.12.31).
+# - ReRankStartEvent(query, nodes, top_n, model_name) and ReRankEndEvent(nodes), the events
+#   llama-index's own rerankers send, so instrumentation handlers see ours the same way.
+HOOKS = {"postprocess_nodes": "_postprocess_nodes", "apostprocess_nodes": "_apostprocess_nodes"}
+EVENT_FIELDS = {"ReRankStartEvent": {"query", "nodes", "top_n", "model_name"}, "ReRankEndEvent": {"nodes"}}
+
+
+def host_problems() -> list[str]:
+    """What of the above the installed llama-index-core no longer provides (empty when all is there)."""
+    import inspect
+
+    base = _types.BaseNodePostprocessor
+    problems = []
+    for public, hook in HOOKS.items():
+        method = getattr(base, public, None)
+        if method is None or not hasattr(base, hook):
+            problems.append(f"BaseNodePostprocessor has no {public} -> {hook} pair")
+        elif hook not in inspect.getsource(method):
+            problems.append(f"BaseNodePostprocessor.{public} no longer calls {hook}")
+    for name, fields in EVENT_FIELDS.items():
+        event = getattr(_events, name, None)
+        missing = fields - set(getattr(event, "model_fields", {}))
+        if event is None or missing:
+            problems.append(f"{name} is gone or lacks the fields {sorted(missing)}")
+    return [f"llama-index-core {host_version('llama-index-core')}: {problem}" for problem in problems]
+
 
 dispatcher = _instrumentation.get_dispatcher(__name__)
 
@@ -79,4 +109,4 @@ class R1RankerPostprocessor(_types.BaseNodePostprocessor):
         return nodes
 
 
-__all__ = ["R1RankerPostprocessor"]
+__all__ = ["R1RankerPostprocessor", "host_problems"]

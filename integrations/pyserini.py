@@ -105,6 +105,8 @@ def trec_eval(qrels: str, run: str, *metrics: str, extra: Sequence[str] = ("-c",
         command += ["-m", metric]
     result = subprocess.run([*command, qrels, run], capture_output=True, text=True, env=jvm.java_env())
     if result.returncode != 0:
+        if "urllib.error.URLError" in result.stderr:
+            raise jvm.offline_error("pyserini.eval.trec_eval", result.stderr.strip().splitlines()[-1])
         raise RuntimeError(f"trec_eval failed: {result.stderr.strip()[-500:]}")
     return result.stdout
 

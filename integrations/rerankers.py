@@ -6,16 +6,51 @@ explicitly too).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from r1ranker_plugins import Candidate, make_ranker
 from r1ranker_plugins.ranker import Ranker
 
-from . import require
+from . import host_version, require
 
+# --- rerankers internals: the one place this adapter leans on them ---------------------------
+# Not public API, checked by `host_problems()` (tests/test_compat.py fails naming the version):
+# - `rerankers.models.ranker.BaseRanker`: the class `Reranker()` instances derive from; abstract
+#   `__init__(model_name_or_path, verbose)`, `score` and `rank`.
+# - `rerankers.models.AVAILABLE_RANKERS`: the dict `Reranker(name, model_type=...)` looks the
+#   class up in, then calls `cls(name, verbose=..., **kwargs)`.
+# - `rerankers.utils.prep_docs(docs, doc_ids, metadata)`: turns strings / Documents into
+#   `Document`s with ids, as rerankers' own rankers do.
+# - `rerankers.results.Result(document, score, rank)` and `RankedResults(results, query, has_scores)`.
 _base = require("rerankers.models.ranker", "rerankers")
+_models = require("rerankers.models", "rerankers")
 _results = require("rerankers.results", "rerankers")
 _utils = require("rerankers.utils", "rerankers")
+
+
+def host_problems() -> list[str]:
+    """What of the above the installed rerankers no longer provides (empty when all is there)."""
+    problems = []
+    init = list(inspect.signature(_base.BaseRanker.__init__).parameters)
+    if init[1:3] != ["model_name_or_path", "verbose"]:
+        problems.append(f"BaseRanker.__init__ takes {init[1:]}, not (model_name_or_path, verbose)")
+    abstract = set(getattr(_base.BaseRanker, "__abstractmethods__", ()))
+    if not abstract <= {"__init__", "score", "rank"}:
+        problems.append(f"BaseRanker has new abstract methods {sorted(abstract - {'__init__', 'score', 'rank'})}")
+    if not isinstance(getattr(_models, "AVAILABLE_RANKERS", None), dict):
+        problems.append("rerankers.models.AVAILABLE_RANKERS is gone or not a dict")
+    prep = list(inspect.signature(_utils.prep_docs).parameters)
+    if prep[:3] != ["docs", "doc_ids", "metadata"]:
+        problems.append(f"rerankers.utils.prep_docs takes {prep}, not (docs, doc_ids, metadata)")
+    expected = {"Result": {"document", "score", "rank"}, "RankedResults": {"results", "query", "has_scores"}}
+    for name, fields in expected.items():
+        cls = getattr(_results, name)
+        missing = fields - set(getattr(cls, "model_fields", None) or inspect.signature(cls).parameters)
+        if missing:
+            problems.append(f"rerankers.results.{name} lacks {sorted(missing)}")
+    return [f"rerankers {host_version('rerankers')}: {problem}" for problem in problems]
+
 
 MODEL_TYPE = "r1ranker"
 
@@ -37,8 +72,10 @@ class R1Ranker(_base.BaseRanker):
         ranker: Ranker | None = None,
         **options: Any,
     ) -> None:
-        self.verbose = verbose
         self.ranker = ranker or make_ranker(strategy, model_name_or_path, backend, **options)
+        super().__init__(model_name_or_path or self.ranker.engine.model, verbose)
+        self.model_name_or_path = model_name_or_path or self.ranker.engine.model
+        self.verbose = verbose
 
     def rank(self, query: str, docs: Any, doc_ids: Any = None, metadata: Any = None) -> Any:
         documents = _documents(docs, doc_ids, metadata)
@@ -79,9 +116,9 @@ def _candidates(documents: list) -> list[Candidate]:
 
 def register() -> None:
     """Make `Reranker(model, model_type="r1ranker", ...)` return an `R1Ranker`."""
-    require("rerankers.models", "rerankers").AVAILABLE_RANKERS[MODEL_TYPE] = R1Ranker
+    _models.AVAILABLE_RANKERS[MODEL_TYPE] = R1Ranker
 
 
 register()
 
-__all__ = ["MODEL_TYPE", "R1Ranker", "register"]
+__all__ = ["MODEL_TYPE", "R1Ranker", "host_problems", "register"]

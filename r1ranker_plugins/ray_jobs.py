@@ -121,6 +121,8 @@ def rank_on_ray(
     if 0 < gpus_per_replica < tensor_parallel:
         raise ValueError(f"tensor_parallel_size {tensor_parallel} needs --gpus-per-replica {tensor_parallel}")
     batches = _batches(queries, queries_per_batch)
+    if batches.total == 0:  # e.g. a resumed run that is complete: no cluster to start
+        return {}, {"replicas": 0, "ranked": 0}
     ray = _import_ray(local=not (address or os.environ.get("RAY_ADDRESS")))
     rankings: dict[str, Ranking] = {}
     keep = on_result or rankings.__setitem__
@@ -154,6 +156,19 @@ def rank_on_ray(
             ray.kill(actor)
         if started_here:
             ray.shutdown()
+    return rankings, _summary(counts, pids, finals, startup=ready - begin, seconds=seconds)
+
+
+def _summary(
+    counts: dict[int, tuple[int, float]],
+    pids: list[set[int]],
+    finals: list[tuple[int, dict[str, Any]]],
+    *,
+    startup: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """The job in figures: queries/s for the job (ranking alone) and per replica (its busy time),
+    each replica's restarts (the process ids it ranked in, less one), the engines' stats summed."""
     per_replica = []
     for index, (pid, _) in enumerate(finals):
         done, busy = counts[index]
@@ -167,16 +182,15 @@ def rank_on_ray(
             }
         )
     ranked = sum(done for done, _ in counts.values())
-    summary = {
-        "replicas": replicas,
+    return {
+        "replicas": len(finals),
         "ranked": ranked,
-        "startup_seconds": round(ready - begin, 3),
+        "startup_seconds": round(startup, 3),
         "seconds": round(seconds, 3),
         "queries_per_s": round(ranked / seconds, 3) if seconds else 0.0,
         "per_replica": per_replica,
         "engine": sum_stats([stats for _, stats in finals]),
     }
-    return rankings, summary
 
 
 class Replica:
@@ -289,9 +303,11 @@ def _query_run(row: dict[str, Any]) -> QueryRun:
 
 def _import_ray(*, local: bool) -> Any:
     """Ray, or an ImportError naming the extra. A cluster started here for one job listens on the
-    loopback address only (Ray otherwise picks the machine's network address): nothing outside needs it."""
+    loopback address only (Ray otherwise picks the machine's network address: nothing outside needs
+    this one) and sends no usage report; Ray reads both settings when it is imported."""
     if local and "ray" not in sys.modules:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's switch for a loopback-only node
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
     except ImportError as error:

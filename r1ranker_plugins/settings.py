@@ -47,7 +47,11 @@ class Checked:
             choices, minimum = spec.metadata.get("choices"), spec.metadata.get("minimum")
             if value is None:
                 continue
-            kinds = tuple(typing.get_origin(k) or k for k in typing.get_args(hints[spec.name]) or [hints[spec.name]])
+            hint = hints[spec.name]
+            members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+            kinds = tuple(typing.get_origin(k) or k for k in members)
+            if Any in kinds:
+                continue
             kinds += (int,) if float in kinds else ()  # 1 is a fine float
             if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
                 raise ValueError(f"{spec.name} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")

@@ -27,7 +27,6 @@ from r1ranker_plugins.runs import QueryRun, read_rankgpt_json
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ray = pytest.importorskip("ray")
-pytest.importorskip("vllm")
 
 ENGINE = ["--backend", "vllm", "--enforce-eager", "--max-model-len", "4096", "--dtype", "float32"]
 FAST = ["--max-new-tokens", "4", "--max-candidate-tokens", "24"]
@@ -55,9 +54,12 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "r1ranker_plugins.cli", *args]
 
 
+@pytest.mark.vllm
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own, about its settings
 def test_two_replicas_rank_397_queries_as_one_process_does(cluster, tiny_model_path, tmp_path):
     """DL19 + DL20 + SciFact from a Ray Dataset on 2 replicas: every query's order and every step's
     completion equal those of the single-process `rerank` (rank_many) over the same queries."""
+    pytest.importorskip("vllm")
     runs = [
         QueryRun(f"{name}-{q.qid}", q.query, q.candidates)
         for name in ("dl19", "dl20", "scifact")
@@ -113,7 +115,9 @@ def replica_processes() -> list:
     return [process for *_, process in sorted(found)]
 
 
+@pytest.mark.vllm
 def test_a_killed_replica_is_replaced_and_every_query_ranked_once(cluster, tiny_model_path, shared_data):
+    pytest.importorskip("vllm")
     source = shared_data / "passage" / "dl19" / "bm25_top100.json"
     seen: list[str] = []
     killed: list[int] = []
@@ -144,9 +148,11 @@ def wait_for_queries(path: Path, count: int, process: subprocess.Popen, timeout:
     raise AssertionError(f"{path} did not reach {count} queries (exit code {process.poll()})")
 
 
+@pytest.mark.vllm
 def test_an_interrupted_ray_rerank_resumes_without_duplicates_or_gaps(cluster, tiny_model_path, shared_data, tmp_path):
     """Ctrl-C, then SIGTERM, then a run to the end: each stops cleanly keeping what is written, each
     rerun resumes from it, and the final run holds every query once."""
+    pytest.importorskip("vllm")
     source = shared_data / "passage" / "dl19" / "bm25_top100.json"
     out = tmp_path / "run.trec"
     flags = ["--strategy", "iranker", "--model", tiny_model_path, "--depth", "20", *ENGINE, *FAST]

@@ -28,7 +28,7 @@ from helpers import QUERY, TEXTS, Server, free_port
 
 from r1ranker_plugins.runs import read_rankgpt_json
 from r1ranker_plugins.serve import add_serve_command
-from r1ranker_plugins.settings import flag, option_fields
+from r1ranker_plugins.settings import flag, option_fields, options_from_args
 
 pytest.importorskip("vllm")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM would fetch its price list at import
@@ -72,7 +72,7 @@ class RankServer(Server):
                     body = {"query": QUERY, "documents": TEXTS}
                     early = httpx.post(f"{self.url}/v2/rerank", json=body, headers=AUTH, timeout=5)
                     self.seen.append(("rerank", early.status_code, {**early.json(), **early.headers}))
-            time.sleep(0.2)
+            time.sleep(0.5)
         raise RuntimeError(f"r1ranker serve not ready after {timeout:.0f} s:\n{self._tail()}")
 
 
@@ -152,7 +152,7 @@ def test_every_ranker_option_is_a_serve_flag_and_api_key_is_the_servers():
     commands = parser.add_subparsers()
     add_serve_command(commands)
     args = parser.parse_args(["serve", "--strategy", "iranker", "--model", "m", "--api-key", "k", "--depth", "7"])
-    assert args.serve_api_key == "k" and args.api_key is None and args.depth == 7
+    assert args.serve_api_key == "k" and options_from_args(args) == {"strategy": "iranker", "model": "m", "depth": 7}
     flags = {s for action in commands.choices["serve"]._actions for s in action.option_strings}
     assert {flag(name) for name in option_fields()} <= flags
 
@@ -164,6 +164,15 @@ def test_the_command_names_the_extra_when_fastapi_is_missing(tiny_model_path):
     command = [sys.executable, "-c", code, "serve", "--strategy", "iranker", "--model", tiny_model_path]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "pip install 'r1ranker-plugins[serve]'" in result.stderr
+
+
+def test_a_model_that_cannot_load_ends_the_server_with_an_error(tiny_model_path):
+    command = [
+        sys.executable, "-m", "r1ranker_plugins.cli", "serve", "--strategy", "iranker", "--model", tiny_model_path,
+        "--backend", "vllm", "--max-model-len", "10000000", "--port", str(free_port()),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "error: cannot load the model: cannot start vLLM" in result.stderr
 
 
 def test_importing_the_cli_loads_no_server_library():
@@ -417,23 +426,32 @@ def test_the_docs_commands_run_against_the_server(server, tmp_path):
 
 
 def test_the_real_small_model_ranks_a_dl19_query_through_the_cohere_sdk(small_model_path, shared_data, tmp_path):
+    """The SDK's request and a traced one at the same time: they share the engine's batches."""
     import cohere
 
     [run] = read_rankgpt_json(shared_data / "passage" / "dl19" / "bm25_top100.json")[:1]
     documents = [c.text for c in run.candidates[:8]]
     flags = ["--strategy", "iranker", "--depth", "5", "--max-new-tokens", "48", "--max-candidate-tokens", "48"]
-    with running(small_model_path, tmp_path / "serve.log", *flags, "--dtype", "bfloat16") as small:
-        sdk = cohere.ClientV2(api_key="unused", base_url=small.url)
-        answer = sdk.rerank(model="smollm2", query=run.query, documents=documents, top_n=8)
+
+    async def both(url: str):
+        sdk = cohere.AsyncClientV2(api_key="unused", base_url=url, timeout=600)
         body = {"query": run.query, "documents": documents, "return_trace": True}
-        traced = httpx.post(f"{small.url}/v2/rerank", json=body, timeout=300).json()
+        async with httpx.AsyncClient(timeout=600) as c:
+            return await asyncio.gather(
+                sdk.rerank(model="smollm2", query=run.query, documents=documents, top_n=8),
+                c.post(f"{url}/v2/rerank", json=body),
+            )
+
+    with running(small_model_path, tmp_path / "serve.log", *flags, "--dtype", "float32") as small:
+        answer, traced = asyncio.run(both(small.url))
     indices = [r.index for r in answer.results]
     assert sorted(indices) == list(range(8)) and indices[5:] == [5, 6, 7]  # below the depth: first-stage order
     assert [r.relevance_score for r in answer.results] == scores(8)
     assert answer.meta.tokens.input_tokens > 0 and answer.meta.tokens.output_tokens > 0
-    steps = traced["trace"]["steps"]
-    assert steps and sum(traced["trace"]["answers"].values()) == len(steps)
-    decided = [s for s in steps if s["kind"] != "fallback"]
+    trace = traced.json()["trace"]
+    assert sorted(trace["order"]) == list(range(8)) and trace["order"][5:] == [5, 6, 7]
+    assert trace["steps"] and sum(trace["answers"].values()) == len(trace["steps"])
+    decided = [s for s in trace["steps"] if s["kind"] != "fallback"]
     assert all(s["answer"] is not None and s["chosen"] for s in decided)
 
 
@@ -475,11 +493,13 @@ def idle(server: RankServer) -> None:
 
 
 def test_beyond_the_rankings_in_flight_and_waiting_requests_are_refused_with_retry_after(slow):
-    answers = asyncio.run(post_all(slow.url, [QUICK] * 6))
+    # a few steps each, so the first three still hold their places when the last three arrive
+    body = {"query": QUERY, "documents": TEXTS[:4]}
+    answers = asyncio.run(post_all(slow.url, [body] * 6))
     busy = [a for a in answers if a.status_code == 503]
     assert len(busy) >= 3 and all(a.headers["retry-after"] == "1" for a in busy)
     assert all(a.json()["message"].startswith("busy: ") for a in busy)
-    assert all(check_cohere(a.json(), 2) for a in answers if a.status_code == 200)
+    assert all(check_cohere(a.json(), 4) for a in answers if a.status_code == 200)
     assert {a.status_code for a in answers} == {200, 503}
     idle(slow)
 
