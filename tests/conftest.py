@@ -53,11 +53,24 @@ def tokenizer(tiny_model_path):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_engines():
-    """Each test starts with no engines, so engine counters belong to that test."""
+def _fresh_engines(request):
+    """Each test starts with no engines, so engine counters belong to that test; a module that sets
+    `SHARED_ENGINES = True` keeps its engines from test to test (closed once, with the module)."""
+    if getattr(request.module, "SHARED_ENGINES", False):
+        yield
+        return
     close_all()
     yield
     close_all()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_engines(request):
+    if getattr(request.module, "SHARED_ENGINES", False):
+        close_all()
+    yield
+    if getattr(request.module, "SHARED_ENGINES", False):
+        close_all()
 
 
 class ScriptedEngine(Engine):

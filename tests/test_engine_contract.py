@@ -15,7 +15,6 @@ import pytest
 from helpers import QUERY, SMALL, TEXTS
 
 from r1ranker_plugins import DRanker, IRanker, SetwiseRanker, get_engine
-from r1ranker_plugins.engines import close_all
 from r1ranker_plugins.types import Request
 
 BACKENDS = [
@@ -26,17 +25,7 @@ BACKENDS = [
 STRATEGIES = [IRanker, DRanker, SetwiseRanker]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_engines():
-    """Replaces conftest's per-test `close_all`: each backend's engine serves the whole module."""
-    yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _module_engines():
-    close_all()
-    yield
-    close_all()
+SHARED_ENGINES = True  # one engine per backend serves the whole module (see conftest)
 
 
 @pytest.fixture

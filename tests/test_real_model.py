@@ -15,7 +15,6 @@ import pytest
 from helpers import serve
 
 from r1ranker_plugins import DRanker, IRanker, SetwiseRanker, get_engine
-from r1ranker_plugins.engines import close_all
 from r1ranker_plugins.prompts import R1_SYSTEM, SETWISE_SYSTEM
 from r1ranker_plugins.runs import read_rankgpt_json
 from r1ranker_plugins.types import ANSWER_KINDS, Request
@@ -30,17 +29,7 @@ STRATEGIES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fresh_engines():
-    """Replaces conftest's per-test `close_all`: each backend's engine serves the whole module."""
-    yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _module_engines():
-    close_all()
-    yield
-    close_all()
+SHARED_ENGINES = True  # one engine per backend serves the whole module (see conftest)
 
 
 @pytest.fixture(scope="module")

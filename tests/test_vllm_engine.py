@@ -10,7 +10,7 @@ import pytest
 from helpers import QUERY, SMALL, TEXTS
 
 from r1ranker_plugins import DRanker, IRanker, SetwiseRanker, get_engine
-from r1ranker_plugins.engines import EngineError, close_all
+from r1ranker_plugins.engines import EngineError
 from r1ranker_plugins.steps import ask, run
 from r1ranker_plugins.types import Request
 
@@ -22,17 +22,7 @@ ENGINE = {"max_model_len": 4096, "dtype": "float32"}
 STRATEGIES = [IRanker, DRanker, SetwiseRanker]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_engines():
-    """Replaces conftest's per-test `close_all`: engines are shared by the module's tests."""
-    yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _module_engines():
-    close_all()
-    yield
-    close_all()
+SHARED_ENGINES = True  # one engine per backend serves the whole module (see conftest)
 
 
 @pytest.fixture(scope="module")
