@@ -161,27 +161,32 @@ def count_usage(engine: Any) -> None:
 
 
 class Admission:
-    """At most `running` rankings at once and `waiting` more queued for a slot; beyond, refused at once."""
+    """At most `running` rankings at once and `waiting` more queued for a slot; beyond, refused at once.
+
+    A request takes its place in `admit`, before any await: a burst arriving together is counted as it
+    arrives, not when its tasks first run. It leaves the queue on `acquire` or, if it never got a slot
+    (cancelled, shut down), on `give_up`."""
 
     def __init__(self, running: int, waiting: int) -> None:
         self.limit, self.max_waiting = running, waiting
         self.running = self.waiting = 0
         self._slots: asyncio.Semaphore | None = None
 
-    def check(self) -> None:
+    def admit(self) -> None:
         if self.running + self.waiting >= self.limit + self.max_waiting:
             message = f"busy: {self.running} rankings in flight and {self.waiting} waiting; retry later"
             raise Problem(503, message, RETRY_AFTER["busy"])
+        self.waiting += 1
 
     async def acquire(self) -> None:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.limit)
-        self.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
+        await self._slots.acquire()
+        self.waiting -= 1
         self.running += 1
+
+    def give_up(self) -> None:
+        self.waiting -= 1
 
     def release(self) -> None:
         self.running -= 1
@@ -301,9 +306,10 @@ class Service:
         if not self.ready:
             raise Problem(503, self.failure or "the model is loading", RETRY_AFTER["loading"])
         self.check(query, texts)
-        self.admission.check()
+        self.admission.admit()
         work = Work()
         work.task = asyncio.create_task(self._rank(work, query, texts, max_tokens))
+        work.task.add_done_callback(lambda _: None if work.started else self.admission.give_up())
         self._keep(work.task)
         assert self._expired is not None
         timeout = self.settings.request_timeout
