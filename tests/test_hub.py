@@ -107,6 +107,17 @@ def test_card_without_evaluation_or_training_summary(checkpoint, tmp_path, capsy
     assert all(section in card for section in CARD_SECTIONS)
 
 
+def test_card_quotes_the_saved_comparison_with_the_base_model(checkpoint, tmp_path, capsys):
+    """benchmarks/learning.py leaves evaluation.md (trained against zero-shot) in the checkpoint."""
+    (checkpoint / "eval-router-cost" / "metrics.json").unlink()
+    (checkpoint / "evaluation.md").write_text(
+        "| held-out set | zero-shot | trained |\n|---|---|---|\n| dl20 | 0.3 | 0.4 |\n"
+    )
+    card = (dry_run(checkpoint, tmp_path / "upload", capsys) / "README.md").read_text()
+    evaluation = card.split("## Evaluation")[1].split("## How to use")[0]
+    assert "| dl20 | 0.3 | 0.4 |" in evaluation and "No evaluation was saved" not in evaluation
+
+
 def test_push_refuses_what_it_cannot_describe(tmp_path, checkpoint, capsys):
     plain = tmp_path / "plain"
     plain.mkdir()

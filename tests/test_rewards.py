@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,27 @@ def test_every_reward_returns_one_value_per_completion_and_ignores_extra_columns
     columns = {"gt": [GT] * 3, "candidates": [LABELS] * 3, "task": ["passage"] * 3, "task_name": ["x"] * 3}
     for function in REWARDS.values():
         assert len(function([R1_PROMPT] * 3, completions, completion_ids=[[1]] * 3, trainer_state=None, **columns)) == 3
+
+
+def test_rewards_on_recorded_trained_smollm2_completions():
+    """The same prompts answered by the checkpoint of training/configs/smollm2-iranker.yaml (greedy,
+    recorded in tests/data): it closes the opened <think> at once and answers one label, so the format
+    terms are 0 and the exclusion reward follows the label: 0 for the relevant one, 1 for another."""
+    samples = json.loads((Path(__file__).parent / "data" / "smollm2_trained.json").read_text(encoding="utf-8"))
+    prompts, completions = [s["prompt"] for s in samples], [s["completion"] for s in samples]
+    columns = {"gt": [s["gt"] for s in samples], "candidates": [s["candidates"] for s in samples]}
+    answers = [re.fullmatch(r"\s*</think>\s*<answer>(.+)</answer>\s*", c).group(1) for c in completions]
+    assert all(answer in s["candidates"] for answer, s in zip(answers, samples, strict=True))
+    expected = [0.0 if answer == s["gt"] else 1.0 for answer, s in zip(answers, samples, strict=True)]
+    assert exclusion_reward(prompts, completions, **columns) == expected
+    assert 0.0 in expected and 1.0 in expected  # the recording has both outcomes
+    assert format_reward(prompts, completions) == [0.0] * len(samples)
+    assert tag_count_reward(prompts, completions) == [0.0] * len(samples)
+
+
+def test_rewards_are_logged_under_their_own_names():
+    """TRL logs each reward as rewards/<__name__>/mean: per-rollout rewards must not all be 'reward'."""
+    assert {name: f.__name__ for name, f in REWARDS.items()} == {name: f"{name}_reward" for name in REWARDS}
 
 
 def test_unknown_reward_name():

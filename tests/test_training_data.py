@@ -191,7 +191,7 @@ def test_the_recipe_trains_on_no_query_it_is_evaluated_on(small_model_path):
     from transformers import AutoTokenizer
 
     from r1ranker_plugins.training.data import held_out_keys
-    from r1ranker_plugins.training.trainer import load_config, training_examples
+    from r1ranker_plugins.training.trainer import load_config, ranker_config, training_examples
 
     config = load_config(Path(__file__).resolve().parents[1] / "training/configs/smollm2-iranker.yaml")
     assert set(config.held_out) == {"dl20", "noveleval", "scifact", "router-performance", "rec-movie"}
@@ -204,6 +204,10 @@ def test_the_recipe_trains_on_no_query_it_is_evaluated_on(small_model_path):
     test_users = {q.qid for q in load_dataset("rec-movie", split="test").queries}
     assert not {e["qid"] for e in examples if e["task_name"] == "Rec-Movie"} & test_users
     assert Counter(e["task_name"] for e in examples) == {"Passage-8": 360, "Router-Performance": 180, "Rec-Movie": 180}
+    # the checkpoint's defaults: passages (most examples; adapters pass no task), the base model's Hub id
+    recorded = ranker_config(config, evalsets, examples)
+    assert recorded["task"] == "passage" and recorded["tasks"] == ["passage", "recommendation", "routing"]
+    assert recorded["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     # untruncated, the training router questions still avoid every test question
     raw = load_dataset("router-performance", split="train")
     assert len([q for q in raw.queries if q.query in keys]) == by_set["Router-Performance"].options["held_out_dropped"]

@@ -19,6 +19,7 @@ from r1ranker_plugins.checkpoint import CONFIG_NAME, read_ranker_config, write_r
 
 from .trainer import TRAINING_SUMMARY
 
+EVALUATION_NOTES = "evaluation.md"  # Markdown the card quotes first (learning.py's table against the base model)
 CARD_SECTIONS = (
     "## Base model",
     "## Strategy",
@@ -58,9 +59,18 @@ def _metrics_reports(checkpoint: Path) -> list[dict[str, Any]]:
     return [report for report in map(_read_json, paths) if isinstance(report, dict) and "mean" in report]
 
 
+def _evaluation_section(notes: str | None, reports: list[dict[str, Any]]) -> str:
+    if notes and not reports:
+        return notes.strip()
+    return f"{notes.strip()}\n\n{_evaluation_table(reports)}" if notes else _evaluation_table(reports)
+
+
 def _evaluation_table(reports: list[dict[str, Any]]) -> str:
     if not reports:
-        return "No evaluation was saved with this checkpoint (run `r1ranker eval --out CHECKPOINT/eval-NAME`)."
+        return (
+            "No evaluation was saved with this checkpoint (run `r1ranker eval --out CHECKPOINT/eval-NAME`, "
+            f"or write {EVALUATION_NOTES})."
+        )
     names: list[str] = []
     for report in reports:
         names += [name for name in report["mean"] if name not in names]
@@ -75,9 +85,14 @@ def _evaluation_table(reports: list[dict[str, Any]]) -> str:
 
 
 def model_card(
-    meta: dict[str, Any], training: dict[str, Any] | None, reports: list[dict[str, Any]], repo_id: str = "ORG/NAME"
+    meta: dict[str, Any],
+    training: dict[str, Any] | None,
+    reports: list[dict[str, Any]],
+    repo_id: str = "ORG/NAME",
+    notes: str | None = None,
 ) -> str:
-    """README.md: YAML front matter for the Hub, then what the model is, how it was trained and scored."""
+    """README.md: YAML front matter for the Hub, then what the model is, how it was trained and scored
+    (`notes`: Markdown quoted at the head of the evaluation, e.g. a comparison with the base model)."""
     import yaml
 
     base = meta.get("base_model", "unknown")
@@ -140,7 +155,7 @@ def model_card(
         "",
         "## Evaluation",
         "",
-        _evaluation_table(reports),
+        _evaluation_section(notes, reports),
         "",
         "## How to use",
         "",
@@ -186,7 +201,14 @@ def stage(checkpoint: str | Path, out: str | Path | None = None, repo_id: str = 
             except OSError:
                 shutil.copy2(source, folder / source.name)
     write_ranker_config(folder, meta)
-    card = model_card(meta, _read_json(checkpoint / TRAINING_SUMMARY), _metrics_reports(checkpoint), repo_id)
+    notes = checkpoint / EVALUATION_NOTES
+    card = model_card(
+        meta,
+        _read_json(checkpoint / TRAINING_SUMMARY),
+        _metrics_reports(checkpoint),
+        repo_id,
+        notes.read_text(encoding="utf-8") if notes.is_file() else None,
+    )
     (folder / "README.md").write_text(card, encoding="utf-8")
     return folder
 

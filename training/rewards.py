@@ -116,6 +116,7 @@ def _per_rollout(score: Callable[[str, str, Sequence[str]], float], doc: str) ->
         return [score(completion_text(c), g, labels) for c, g, labels in zip(completions, gt, candidates, strict=True)]
 
     reward.__doc__ = doc
+    reward.__name__ = reward.__qualname__ = score.__name__.replace("_score", "_reward")  # TRL logs by name
     return reward
 
 

@@ -179,6 +179,13 @@ def resolve_model(model: str) -> str:
     return {TINY: testing.tiny_model, SMALL: testing.small_model}.get(model, lambda: model)()
 
 
+def base_model_name(model: str) -> str:
+    """What a checkpoint names as its base: the Hub id of the `small` test model, else `model` as given."""
+    from r1ranker_plugins.testing import SMALL_MODEL_ID
+
+    return SMALL_MODEL_ID if model == SMALL else model
+
+
 def _peft_config(lora: LoraSection | None) -> Any:
     if lora is None:
         return None
@@ -202,16 +209,19 @@ def _save_full(trainer: Any, directory: Path) -> None:
     trainer.processing_class.save_pretrained(directory)
 
 
-def ranker_config(config: TrainConfig, evalsets: Sequence[EvalSet], *, adapter: bool = False) -> dict[str, Any]:
-    """What `r1ranker.json` records: the strategy and prompt settings the data was built with."""
-    tasks = Counter(evalset.task for evalset in evalsets for _ in evalset.queries)
+def ranker_config(
+    config: TrainConfig, evalsets: Sequence[EvalSet], examples: Sequence[dict[str, Any]], *, adapter: bool = False
+) -> dict[str, Any]:
+    """What `r1ranker.json` records: the strategy and prompt settings the data was built with. A model
+    trained on several tasks defaults to the one it saw most examples of (adapters pass no task)."""
+    tasks = Counter(example["task"] for example in examples)
     out: dict[str, Any] = {
         "config_version": CONFIG_VERSION,
         "prompt_version": PROMPT_VERSION,
         "strategy": config.strategy,
         "task": tasks.most_common(1)[0][0],
         "tasks": sorted(tasks),
-        "base_model": config.model,
+        "base_model": base_model_name(config.model),
         "adapter": adapter,
     }
     if config.strategy == "setwise":
@@ -265,6 +275,7 @@ def _run_sft(config: TrainConfig, model: str, examples: list[dict[str, Any]], ou
     )
     trainer.train()
     _save_full(trainer, final)
+    trainer.state.save_to_json(str(final / "trainer_state.json"))  # steps and loss of the warm start
     return str(final)
 
 
@@ -314,10 +325,10 @@ def train(config: TrainConfig, *, output_dir: str | Path | None = None, resume: 
     if config.lora is not None:
         trainer.save_model(str(out / "adapter"))
         trainer.processing_class.save_pretrained(out / "adapter")
-        write_ranker_config(out / "adapter", ranker_config(config, evalsets, adapter=True))
+        write_ranker_config(out / "adapter", ranker_config(config, evalsets, examples, adapter=True))
     if config.lora is None or config.lora.merge:
         _save_full(trainer, final)
-        write_ranker_config(final, ranker_config(config, evalsets))
+        write_ranker_config(final, ranker_config(config, evalsets, examples))
     summary = {
         "config": dataclasses.asdict(config),
         "examples": len(examples),
